@@ -1,0 +1,192 @@
+"""The `chainlake` command line: thin wrappers over the library, one clear line for bad input.
+
+Heavy imports (web3, dagster, polars) happen inside the commands so `chainlake --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from chainlake.config import DEFAULT_CATALOG, DEFAULT_LAKE, DEFAULT_LAYOUT, default_tracked, resolve_rpc_url
+from chainlake.errors import ChainlakeError
+
+app = typer.Typer(help="chainlake: an Ethereum data lake and feature store for DeFi trading agents.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+RpcUrl = typer.Option(None, "--rpc-url", help="JSON-RPC URL; default $ETH_RPC_URL, else the running devnet "
+                                               "recorded in warehouse/devnet.json.")
+Lake = typer.Option(DEFAULT_LAKE, "--lake", help="Lake folder (Parquet files).")
+Catalog = typer.Option(DEFAULT_CATALOG, "--catalog", help="DuckDB catalog file.")
+
+
+def user_errors(fn):
+    """Turn a ChainlakeError into `error: <message>` on stderr and exit code 2, without a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ChainlakeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def split_list(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@app.command()
+@user_errors
+def devnet(
+    port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
+    blocks: Optional[int] = typer.Option(None, help="Mine this many blocks of market activity, then stop "
+                                                    "(default: run until Ctrl-C)."),
+    block_time: Optional[float] = typer.Option(None, "--block-time", help="Seconds between blocks "
+                                               "(default: mine as fast as possible)."),
+    seed: int = typer.Option(7, help="Seed of the simulated market (same seed, same chain)."),
+    txs_per_block: int = typer.Option(10, "--txs-per-block", help="Market transactions per block."),
+    layout: Path = typer.Option(DEFAULT_LAYOUT, help="Where to write the URL and contract addresses."),
+) -> None:
+    """Start anvil with the simulated DEX market (tokens, pools, traders, arbitrageurs, LPs, a sandwich bot)."""
+    from chainlake.devnet import run_devnet
+
+    run_devnet(port=port, blocks=blocks, block_time=block_time, seed=seed,
+               layout_path=layout, txs_per_block=txs_per_block)
+
+
+@app.command()
+@user_errors
+def ingest(
+    blocks: str = typer.Option(..., "--blocks", help="Block range START:END (END exclusive, like cryo); "
+                                                     "END may be 'latest'."),
+    datasets: str = typer.Option("blocks,transactions,logs,traces", "--datasets",
+                                 help="Comma-separated datasets (see `chainlake datasets`)."),
+    rpc_url: Optional[str] = RpcUrl,
+    lake: Path = Lake,
+    catalog: Path = Catalog,
+    addresses: Optional[str] = typer.Option(None, help="balances: comma-separated addresses to track "
+                                                       "(default on the devnet: its pools and agents)."),
+    tokens: Optional[str] = typer.Option(None, help="balances: comma-separated ERC-20 tokens "
+                                                    "(default on the devnet: its tokens)."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    rps: Optional[float] = typer.Option(None, "--rps", help="Requests-per-second limit (hosted nodes)."),
+    batch_size: int = typer.Option(100, "--batch-size", help="JSON-RPC calls per batch request."),
+) -> None:
+    """Extract raw datasets for a block range into the Parquet lake, then refresh the DuckDB catalog."""
+    from chainlake.catalog import build_catalog
+    from chainlake.ingest import ingest as run_ingest
+
+    url = resolve_rpc_url(rpc_url)
+    watch_addresses, watch_tokens = default_tracked(split_list(addresses), split_list(tokens), url)
+    report = run_ingest(url, blocks, split_list(datasets), lake,
+                        addresses=watch_addresses, tokens=watch_tokens, progress=sys.stderr.isatty(),
+                        max_concurrency=concurrency, requests_per_second=rps, batch_size=batch_size)
+    build_catalog(lake, catalog)
+    typer.echo(report.summary())
+
+
+@app.command()
+@user_errors
+def mempool(
+    seconds: float = typer.Option(30.0, help="How long to watch."),
+    interval: float = typer.Option(0.5, help="Seconds between txpool_content polls."),
+    rpc_url: Optional[str] = RpcUrl,
+    lake: Path = Lake,
+    catalog: Path = Catalog,
+) -> None:
+    """Poll the node's txpool, record pending transactions, and rebuild the joined `mempool` table."""
+    from chainlake.catalog import build_catalog
+    from chainlake.ingest.mempool import build_mempool, watch
+    from chainlake.rpc import RpcClient
+
+    with RpcClient(resolve_rpc_url(rpc_url)) as client:
+        recorder = watch(client, lake, seconds=seconds, interval=interval)
+    table = build_mempool(lake)
+    build_catalog(lake, catalog)
+    typer.echo(f"{recorder.snapshots} txpool snapshots; mempool table has {table.num_rows} transactions")
+
+
+@app.command()
+@user_errors
+def sql(
+    statement: str = typer.Argument(..., help="SQL over the catalog's views, e.g. \"select count(*) from logs\"."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+    limit: int = typer.Option(50, help="Rows shown in table format."),
+    catalog: Path = Catalog,
+    lake: Path = Lake,
+) -> None:
+    """Run SQL against warehouse/chainlake.duckdb (every dataset is a view)."""
+    from chainlake.catalog import query
+
+    table = query(statement, catalog, lake)
+    print_table(table, fmt, limit)
+
+
+def print_table(table, fmt: str, limit: int) -> None:
+    from chainlake.errors import ConfigError
+
+    if fmt == "json":
+        typer.echo(json.dumps(table.to_pylist(), default=str))
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, sys.stdout.buffer)
+    elif fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+
+        view = Table(*table.column_names, caption=f"{table.num_rows} rows")
+        for row in table.slice(0, limit).to_pylist():
+            view.add_row(*("" if v is None else str(v) for v in row.values()))
+        Console().print(view)
+    else:
+        raise ConfigError(f"unknown format {fmt!r}: use table, csv or json")
+
+
+@app.command()
+@user_errors
+def catalog(lake: Path = Lake, catalog: Path = Catalog) -> None:
+    """Rebuild the DuckDB catalog: one view per dataset in the lake."""
+    from chainlake.catalog import build_catalog
+
+    for view in build_catalog(lake, catalog):
+        typer.echo(f"{view.name:24s} {view.files:6d} files")
+    typer.echo(f"catalog: {catalog}")
+
+
+@app.command()
+@user_errors
+def datasets() -> None:
+    """List the raw datasets, the RPC methods each needs, and their columns."""
+    from chainlake.ingest import DATASETS
+
+    for name, dataset in DATASETS.items():
+        typer.echo(f"{name}: methods {', '.join(dataset.methods)}")
+        for field in dataset.schema:
+            typer.echo(f"    {field.name:28s} {field.type}")
+
+
+@app.command()
+@user_errors
+def demo(
+    blocks: int = typer.Option(3000, help="Blocks of market activity to mine."),
+    seed: int = typer.Option(7, help="Market seed."),
+    txs_per_block: int = typer.Option(10, "--txs-per-block"),
+    lake: Path = Lake,
+    catalog: Path = Catalog,
+) -> None:
+    """Start the devnet, run the market, materialize every Dagster asset, print a summary."""
+    from dagster_project.demo import run_demo
+
+    run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog)
+
+
+if __name__ == "__main__":
+    app()

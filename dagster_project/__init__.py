@@ -1,0 +1,1 @@
+"""Dagster code location of chainlake; `definitions.py` is where everything meets."""

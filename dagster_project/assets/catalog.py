@@ -1,0 +1,19 @@
+"""The DuckDB catalog asset: one view per lake dataset in warehouse/chainlake.duckdb."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from chainlake.catalog import build_catalog
+from dagster_project.assets.raw import RAW_DATASETS
+from dagster_project.resources import LakeStore
+
+
+@dg.asset(group_name="catalog", kinds={"duckdb"}, deps=[*RAW_DATASETS, "mempool"],
+          description="warehouse/chainlake.duckdb: a view per dataset over the Parquet lake.")
+def lake_catalog(lake: LakeStore) -> dg.MaterializeResult:
+    views = build_catalog(lake.lake, lake.catalog)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(lake.catalog)),
+        "views": dg.MetadataValue.json({v.name: v.files for v in views}),
+    })

@@ -1,0 +1,94 @@
+"""One partitioned asset per raw dataset; a partition is one fixed-size block range of the lake.
+
+The asset body is thin: `chainlake.ingest.ingest` extracts and writes the partition, then the
+`chainlake.quality` checks run on what was written and are reported as Dagster asset checks.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from chainlake import quality
+from chainlake.ingest import DATASETS, ingest
+from chainlake.ingest.lake import partition_range, read_range
+from dagster_project.partitions import block_ranges
+from dagster_project.resources import ChainNode, LakeStore
+
+# Datasets checked against an upstream dataset of the same partition run after it.
+UPSTREAM = {"transactions": "blocks", "logs": "transactions"}
+
+
+def preview_markdown(frame: pl.DataFrame, rows: int = 5, max_chars: int = 24) -> str:
+    """A small markdown table for the Dagster UI; long hex strings are shortened."""
+    head = frame.head(rows).with_columns(pl.all().cast(pl.String).str.slice(0, max_chars))
+    header = "| " + " | ".join(head.columns) + " |\n|" + "---|" * len(head.columns) + "\n"
+    body = "".join("| " + " | ".join("" if v is None else v for v in row) + " |\n" for row in head.iter_rows())
+    return header + body
+
+
+def check_specs(name: str) -> list[dg.AssetCheckSpec]:
+    specs = [dg.AssetCheckSpec("unique_keys", asset=name, description="no duplicate primary keys")]
+    if name == "blocks":
+        specs.append(dg.AssetCheckSpec("no_block_gaps", asset=name, description="every block once"))
+    if name == "transactions":
+        specs.append(dg.AssetCheckSpec("tx_count_matches_blocks", asset=name,
+                                       description="tx rows per block = block header's tx count"))
+    if name == "logs":
+        specs.append(dg.AssetCheckSpec("logs_match_receipts", asset=name,
+                                       description="log rows per tx = receipt's log count"))
+    return specs
+
+
+def run_checks(name: str, frame: pl.DataFrame, lake_dir, start: int, end: int) -> list[dg.AssetCheckResult]:
+    outcomes = {"unique_keys": quality.unique_keys(frame, list(DATASETS[name].keys))}
+    if name == "blocks":
+        outcomes["no_block_gaps"] = quality.no_block_gaps(frame, start, end)
+    if name == "transactions":
+        blocks = read_range(lake_dir, "blocks", start, end)
+        outcomes["tx_count_matches_blocks"] = quality.tx_count_matches_blocks(blocks, frame)
+    if name == "logs":
+        transactions = read_range(lake_dir, "transactions", start, end)
+        outcomes["logs_match_receipts"] = quality.logs_match_receipts(transactions, frame)
+    return [
+        dg.AssetCheckResult(check_name=check, passed=o.passed, description=o.description,
+                            metadata={k: dg.MetadataValue.json(v) for k, v in o.metadata.items()})
+        for check, o in outcomes.items()
+    ]
+
+
+def raw_asset(name: str) -> dg.AssetsDefinition:
+    dataset = DATASETS[name]
+
+    @dg.asset(
+        name=name,
+        partitions_def=block_ranges,
+        group_name="raw",
+        kinds={"parquet"},
+        deps=[UPSTREAM[name]] if name in UPSTREAM else [],
+        check_specs=check_specs(name),
+        description=dataset.description,
+    )
+    def _asset(context: dg.AssetExecutionContext, chain: ChainNode, lake: LakeStore) -> dg.MaterializeResult:
+        start, end = partition_range(context.partition_key)
+        url = chain.url()
+        addresses, tokens = lake.tracked(url)
+        report = ingest(url, f"{start}:{end + 1}", [name], lake.lake, addresses=addresses, tokens=tokens,
+                        **chain.client_options())
+        frame = read_range(lake.lake, name, start, end)
+        context.log.info(report.summary())
+        return dg.MaterializeResult(
+            metadata={
+                "rows": frame.height,
+                "block_range": f"{start}-{end}",
+                "path": dg.MetadataValue.path(str(lake.lake / name)),
+                "preview": dg.MetadataValue.md(preview_markdown(frame)),
+            },
+            check_results=run_checks(name, frame, lake.lake, start, end),
+        )
+
+    return _asset
+
+
+RAW_DATASETS = ["blocks", "transactions", "logs", "traces", "balances"]
+raw_assets = [raw_asset(name) for name in RAW_DATASETS]

@@ -1,0 +1,46 @@
+"""Dagster resources: which node to read and where the lake is. Thin: the logic is in `chainlake`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from chainlake.config import DEFAULT_CATALOG, DEFAULT_LAKE, default_tracked, resolve_rpc_url
+
+
+class ChainNode(dg.ConfigurableResource):
+    """A JSON-RPC node. Empty `rpc_url` means $ETH_RPC_URL, else the devnet in warehouse/devnet.json."""
+
+    rpc_url: str = ""
+    max_concurrency: int = 8
+    requests_per_second: float = 0.0  # 0: no limit
+    batch_size: int = 100
+    confirmations: int = 0  # blocks behind the head before a block counts as final
+
+    def url(self) -> str:
+        return resolve_rpc_url(self.rpc_url or None)
+
+    def client_options(self) -> dict:
+        return {"max_concurrency": self.max_concurrency, "batch_size": self.batch_size,
+                "requests_per_second": self.requests_per_second or None}
+
+
+class LakeStore(dg.ConfigurableResource):
+    """The Parquet lake and its DuckDB catalog, plus the addresses whose balances are tracked."""
+
+    lake_dir: str = str(DEFAULT_LAKE)
+    catalog_path: str = str(DEFAULT_CATALOG)
+    addresses: list[str] = []
+    tokens: list[str] = []
+
+    @property
+    def lake(self) -> Path:
+        return Path(self.lake_dir)
+
+    @property
+    def catalog(self) -> Path:
+        return Path(self.catalog_path)
+
+    def tracked(self, url: str) -> tuple[list[str], list[str]]:
+        return default_tracked(list(self.addresses), list(self.tokens), url)

@@ -1,0 +1,45 @@
+"""Automation: new block-range partitions as the chain grows, and mempool snapshots every minute."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from chainlake.ingest.lake import finalized_partition_keys, lake_partition_size
+from chainlake.rpc import RpcClient
+from dagster_project.partitions import block_ranges
+from dagster_project.resources import ChainNode, LakeStore
+
+raw_ingest_job = dg.define_asset_job(
+    "raw_ingest_job", selection=dg.AssetSelection.groups("raw"), partitions_def=block_ranges,
+    executor_def=dg.in_process_executor,
+    description="Ingest every raw dataset for one block-range partition.",
+)
+
+mempool_job = dg.define_asset_job(
+    "mempool_job", selection=dg.AssetSelection.assets("mempool_observations", "mempool", "lake_catalog"),
+    executor_def=dg.in_process_executor,
+    description="Watch the txpool for a while, then rebuild the mempool table and the catalog.",
+)
+
+
+@dg.sensor(job=raw_ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+def block_partitions_sensor(context: dg.SensorEvaluationContext, chain: ChainNode,
+                            lake: LakeStore) -> dg.SensorResult | dg.SkipReason:
+    """Add every block range that is complete and `confirmations` deep, and request its ingestion."""
+    with RpcClient(chain.url(), **chain.client_options()) as client:
+        head = client.block_number()
+    keys = finalized_partition_keys(head, chain.confirmations, lake_partition_size(lake.lake))
+    known = set(context.instance.get_dynamic_partitions(block_ranges.name))
+    new = [key for key in keys if key not in known]
+    if not new:
+        return dg.SkipReason(f"head {head}: no new final block range")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new],
+        dynamic_partitions_requests=[block_ranges.build_add_request(new)],
+    )
+
+
+mempool_schedule = dg.ScheduleDefinition(
+    job=mempool_job, cron_schedule="* * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Record ~50 s of txpool snapshots every minute.",
+)
