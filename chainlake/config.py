@@ -35,9 +35,9 @@ def default_tracked(addresses: list[str], tokens: list[str], url: str,
     warehouse/devnet.json (and only when `url` is that devnet) its pools, agents and tokens."""
     if (addresses and tokens) or not layout_path.exists():
         return addresses, tokens
-    if json.loads(layout_path.read_text()).get("url") != url:
+    layout = json.loads(layout_path.read_text())
+    if layout.get("url") != url:
         return addresses, tokens
-    from chainlake.devnet.deploy import DevnetLayout
-
-    layout = DevnetLayout.from_json(layout_path)
-    return addresses or layout.tracked_addresses(), tokens or layout.token_addresses()
+    pools = [pool["address"] for pool in layout["pools"].values()]
+    return (addresses or pools + list(layout["agents"].values()),
+            tokens or [token["address"] for token in layout["tokens"].values()])

@@ -24,8 +24,8 @@ def no_block_gaps(blocks: pl.DataFrame, start: int, end: int) -> CheckOutcome:
     numbers = blocks.get_column("block_number")
     expected = end - start + 1
     present = numbers.filter((numbers >= start) & (numbers <= end)).n_unique()
-    missing = pl.int_range(start, end + 1, eager=True).filter(~pl.int_range(start, end + 1, eager=True)
-                                                                 .is_in(numbers.implode()))
+    wanted = pl.int_range(start, end + 1, eager=True, dtype=pl.Int64)
+    missing = wanted.filter(~wanted.is_in(numbers.implode()))
     return CheckOutcome(
         passed=present == expected and blocks.height == expected,
         description=f"{present} of {expected} blocks present, {blocks.height} rows",
@@ -53,7 +53,7 @@ def tx_count_matches_blocks(blocks: pl.DataFrame, transactions: pl.DataFrame,
 
 
 def logs_match_receipts(transactions: pl.DataFrame, logs: pl.DataFrame,
-                        count_column: str = "log_count") -> CheckOutcome:
+                        count_column: str = "logs_count") -> CheckOutcome:
     """Per transaction, the logs dataset holds as many rows as its receipt listed logs."""
     expected = int(transactions[count_column].sum() or 0)
     have = logs.group_by("transaction_hash").len("have")

@@ -3,6 +3,10 @@
 Why not web3: web3 formats every object in Python. Ingestion instead sends JSON-RPC *batches* and hands the
 raw response bytes to a native parser (polars / orjson), so rows never become Python objects.
 
+Transport: the standard library's `http.client`, one keep-alive connection per worker thread. Measured
+here on 30 MB of trace_block answers it costs a third of httpx's CPU (0.02 s vs 0.06 s), and ingestion
+shares two cores with the node, so client CPU is throughput.
+
 What this client does, and why:
 - bounded concurrency: a private thread pool of `max_concurrency` workers; the GIL is released while
   waiting on sockets and while polars parses, so threads overlap network, node and parsing;
@@ -18,9 +22,13 @@ No module-level state: every connection belongs to an `RpcClient` and is closed 
 
 from __future__ import annotations
 
+import base64
+import http.client
 import io
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 import polars as pl
 
@@ -110,6 +117,83 @@ class _Pacer:
             time.sleep(start - now)
 
 
+class _Response:
+    __slots__ = ("status", "content", "retry_after")
+
+    def __init__(self, status: int, content: bytes, retry_after: str | None):
+        self.status, self.content, self.retry_after = status, content, retry_after
+
+
+class _Transport:
+    """HTTP POST over one persistent connection per thread (http.client is not thread-safe)."""
+
+    def __init__(self, url: str, timeout: float, headers: dict[str, str]):
+        parts = urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.timeout = timeout
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        if parts.username is not None:
+            token = f"{parts.username}:{parts.password or ''}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, True
+        if self.https:
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn, False
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def post(self, body: bytes) -> _Response:
+        """One POST; a connection the server closed while idle is reopened once, silently."""
+        conn, reused = self._connection()
+        try:
+            return self._exchange(conn, body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self._drop()
+            if not reused:
+                raise
+        except BaseException:
+            self._drop()
+            raise
+        try:
+            return self._exchange(self._connection()[0], body)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _exchange(self, conn: http.client.HTTPConnection, body: bytes) -> _Response:
+        conn.request("POST", self.path, body=body, headers=self.headers)
+        resp = conn.getresponse()
+        content = resp.read()
+        if resp.will_close:
+            self._drop()
+        return _Response(resp.status, content, resp.getheader("retry-after"))
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
 class RpcClient:
     """A JSON-RPC client for one node. Use as a context manager, or call `close()`."""
 
@@ -134,11 +218,7 @@ class RpcClient:
         self.max_concurrency, self.batch_size = max_concurrency, batch_size
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self._pacer = _Pacer(requests_per_second)
-        self._http = httpx.Client(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-            headers={"content-type": "application/json", **(headers or {})},
-        )
+        self._http = _Transport(self.url, timeout, headers or {})
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._capabilities: dict[str, bool] = {}
@@ -177,16 +257,16 @@ class RpcClient:
 
     def _attempt(self, body: bytes, parse: Callable[[bytes], T]) -> T:
         try:
-            resp = self._http.post(self.url, content=body)
-        except httpx.ConnectError as exc:
-            raise _Retry(f"cannot reach the node (connection failed: {exc})") from None
-        except httpx.TimeoutException:
+            resp = self._http.post(body)
+        except (TimeoutError, socket.timeout):
             raise _Retry("request timed out") from None
-        except httpx.TransportError as exc:
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            raise _Retry(f"cannot reach the node (connection failed: {exc})") from None
+        except (OSError, http.client.HTTPException) as exc:
             raise _Retry(f"connection error: {type(exc).__name__}: {exc}") from None
-        status = resp.status_code
+        status = resp.status
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}", _retry_after(resp))
+            raise _Retry(f"HTTP {status}", _retry_after(resp.retry_after))
         content = resp.content
         if status != 200 and not content.lstrip().startswith((b"{", b"[")):
             raise NodeError(f"node at {self.url} answered HTTP {status}: {content[:200].decode(errors='replace')}")
@@ -215,30 +295,45 @@ class RpcClient:
         chunks = self.map(calls, lambda body, sent: _batch_results(sent, orjson.loads(body)))
         return [r for chunk in chunks for r in chunk]
 
-    def frames(self, calls: Sequence[Call], result_dtype: pl.DataType,
-               then: Callable[[pl.DataFrame], T] | None = None) -> list[T]:
-        """Many calls parsed natively: each batch becomes a DataFrame (`id`, `result`), in call order.
+    def frames(self, calls: Sequence[Call], result_dtype: pl.DataType, batch_size: int | None = None) -> list[pl.DataFrame]:
+        """Many calls parsed natively, in worker threads: one DataFrame (`id`, `result`) per batch.
 
-        `then` post-processes each frame inside the worker thread (parsing overlaps the network).
+        `id` is the index of the call in `calls`, so concatenated frames map rows back to their calls.
+        Conversion is best done once on the concatenation: polars' per-call overhead dominates on small
+        frames.
         """
-        def parse(body: bytes, sent: Sequence[Call]):
-            frame = read_batch_frame(body, result_dtype, sent)
-            return then(frame) if then else frame
-        return self.map(calls, parse)
+        size = batch_size or self.batch_size
 
-    def map(self, calls: Sequence[Call], parse: Callable[[bytes, Sequence[Call]], T]) -> list[T]:
-        """Send `calls` in batches of `batch_size` over the worker pool; parse each body in its worker."""
-        chunks = [list(calls[i:i + self.batch_size]) for i in range(0, len(calls), self.batch_size)]
-        if not chunks:
+        def parse(body: bytes, sent: Sequence[Call]) -> pl.DataFrame:
+            return read_batch_frame(body, result_dtype, sent)
+
+        def shift(frame: pl.DataFrame, sent: Sequence[Call], offset: int) -> pl.DataFrame:
+            return frame.with_columns(pl.col("id") + offset) if offset else frame
+
+        return self.map(calls, parse, then=shift, batch_size=size)
+
+    def map(self, calls: Sequence[Call], parse: Callable[[bytes, Sequence[Call]], Any],
+            then: Callable[[Any, Sequence[Call], int], T] | None = None, batch_size: int | None = None) -> list[T]:
+        """Send `calls` in batches over the worker pool; in each worker, `parse` the body then apply
+        `then(parsed, batch_calls, offset_of_batch)`. Results come back in the order of `calls`.
+
+        Only `parse` is retried when it fails (an unreadable body); an error in `then` is a bug or a
+        data error and propagates at once.
+        """
+        size = batch_size or self.batch_size
+        offsets = range(0, len(calls), size)
+        if not offsets:
             return []
 
-        def work(chunk: list[Call]) -> T:
+        def work(offset: int) -> T:
+            chunk = list(calls[offset:offset + size])
             payload = b"[" + b",".join(_request(i, m, p) for i, (m, p) in enumerate(chunk)) + b"]"
-            return self.post(payload, lambda body: parse(body, chunk), n_calls=len(chunk))
+            parsed = self.post(payload, lambda body: parse(body, chunk), n_calls=len(chunk))
+            return then(parsed, chunk, offset) if then else parsed
 
-        if len(chunks) == 1:
-            return [work(chunks[0])]
-        return list(self._executor().map(work, chunks))
+        if len(offsets) == 1:
+            return [work(0)]
+        return list(self._executor().map(work, offsets))
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -304,9 +399,9 @@ def _request(i: int, method: str, params: Sequence[Any]) -> bytes:
     return orjson.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)})
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(value: str | None) -> float | None:
     try:
-        return float(resp.headers.get("retry-after", ""))
+        return float(value) if value else None
     except ValueError:
         return None
 

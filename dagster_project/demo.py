@@ -33,17 +33,20 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_market(dn, blocks: int, txs_per_block: int, seed: int, lake_dir: Path, console: Console) -> None:
+def run_market(dn: Devnet, blocks: int, lake_dir: Path, console: Console) -> None:
     """Mine `blocks` blocks of market activity, recording every txpool snapshot before each block."""
     recorder = MempoolRecorder(lake_dir)
 
-    def observe(next_block: int, txpool: dict, seen_at: float) -> None:
-        recorder.observe(txpool, next_block - 1, seen_at)
+    def observe(next_block: int, txpool: dict, wall_time: float) -> None:
+        # Devnet blocks carry simulated timestamps (12 s apart, from 2023), so the wall clock would give
+        # nonsense delays: stamp a sighting mid-way between the head and the block being built.
+        recorder.observe(txpool, next_block - 1, dn.market.timestamp + dn.market.interval / 2)
 
-    started = time.monotonic()
-    summary = dn.run(blocks=blocks, txs_per_block=txs_per_block, observers=(observe,))
+    summary = dn.run(blocks, observers=(observe,))
     recorder.flush()
-    console.print(f"market: {summary} in {time.monotonic() - started:.1f}s; "
+    console.print(f"market: blocks {summary.first_block}..{summary.last_block}, "
+                  f"{sum(summary.txs_sent.values()):,} txs ({summary.tx_per_s:.0f} tx/s), "
+                  f"{summary.sandwiches_landed}/{summary.sandwiches_attempted} sandwiches landed; "
                   f"{recorder.snapshots} txpool snapshots recorded")
 
 
@@ -51,22 +54,24 @@ def materialize_all(head: int, lake_dir: Path, catalog_path: Path, console: Cons
     """Add the final partitions and materialize each (raw assets + checks), then mempool and catalog."""
     from dagster_project.definitions import defs
     from dagster_project.partitions import block_ranges
-    from dagster_project.resources import LakeStore
 
     instance = dagster_instance()
-    resources = {"lake": LakeStore(lake_dir=str(lake_dir), catalog_path=str(catalog_path))}
+    # Resources are configured per run, the same way the UI's launchpad would.
+    run_config = {
+        "resources": {"lake": {"config": {"lake_dir": str(lake_dir), "catalog_path": str(catalog_path)}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
     keys = finalized_partition_keys(head, 0, lake_partition_size(lake_dir))
     instance.add_dynamic_partitions(block_ranges.name, keys)
-    job = defs.get_job_def("raw_ingest_job")
+    job = defs.resolve_job_def("raw_ingest_job")
     for key in keys:
         started = time.monotonic()
-        result = job.execute_in_process(instance=instance, partition_key=key, resources=resources)
+        result = job.execute_in_process(run_config, instance=instance, partition_key=key)
         failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
         console.print(f"partition {key}: {'ok' if result.success else 'FAILED'}, "
                       f"{len(failed)} failed checks, {time.monotonic() - started:.1f}s")
-    defs.get_job_def("mempool_job").execute_in_process(
-        instance=instance, resources=resources,
-        asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("lake_catalog")],
+    defs.resolve_job_def("mempool_job").execute_in_process(
+        run_config, instance=instance, asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("lake_catalog")],
     )
     return keys
 
@@ -85,11 +90,11 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
 
 def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path) -> None:
     console = Console()
-    with Devnet(seed=seed) as dn:
+    with Devnet(seed=seed, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(DEFAULT_LAYOUT)
         console.print(f"devnet: anvil at {dn.url}, layout in {DEFAULT_LAYOUT}")
-        run_market(dn, blocks, txs_per_block, seed, lake_dir, console)
-        head = dn.block_number()
+        run_market(dn, blocks, lake_dir, console)
+        head = dn.market.head
         keys = materialize_all(head, lake_dir, catalog_path, console)
     console.print(summary_table(keys, catalog_path, lake_dir))
     console.print(f"catalog: {catalog_path.resolve()}  (try: .venv/bin/chainlake sql \"select * from logs limit 5\")")

@@ -1,6 +1,5 @@
 """Dagster resources: which node to read and where the lake is. Thin: the logic is in `chainlake`."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Automation: new block-range partitions as the chain grows, and mempool snapshots every minute."""
 
-from __future__ import annotations
 
 import dagster as dg
 

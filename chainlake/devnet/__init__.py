@@ -1,0 +1,112 @@
+"""The embedded devnet: anvil + a Uniswap-V2-style DEX + a deterministic simulated market.
+
+    with Devnet(seed=7) as dn:          # starts anvil (always stopped on exit) and deploys the DEX
+        summary = dn.run(300)           # mines 300 blocks of market activity
+        print(dn.url, dn.layout.pools)
+
+`run_devnet(...)` is what the CLI calls: it serves the devnet until `blocks` are mined or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from chainlake.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC, Anvil
+from chainlake.devnet.deploy import DevnetLayout, PoolInfo, TokenInfo, deploy
+from chainlake.devnet.market import Market, MarketSummary, Observer, run_market
+
+__all__ = [
+    "Anvil", "DEVNET_CHAIN_ID", "DEVNET_MNEMONIC", "Devnet", "DevnetLayout", "Market", "MarketSummary",
+    "Observer", "PoolInfo", "TokenInfo", "deploy", "run_devnet", "run_market",
+]
+
+DEFAULT_LAYOUT_PATH = Path(__file__).resolve().parents[2] / "build" / "devnet" / "layout.json"
+
+
+class Devnet:
+    """A running anvil with the DEX deployed and a market ready to mine blocks; a context manager.
+
+    `port=None` picks a free port. `block_time` (seconds) paces `run()` on a wall-clock timer; without it
+    blocks are mined as fast as possible. Either way every block's timestamp is 12 s after the previous,
+    so a given seed always produces the same chain (same block hashes).
+    """
+
+    def __init__(self, seed: int = 7, port: int | None = None, block_time: float | None = None, txs_per_block: int = 10):
+        self.seed = seed
+        self.block_time = block_time
+        self.txs_per_block = txs_per_block
+        self.anvil = Anvil(port=port)
+        self.layout: DevnetLayout | None = None
+        self.market: Market | None = None
+
+    @property
+    def url(self) -> str:
+        return self.anvil.url
+
+    def start(self) -> "Devnet":
+        self.anvil.start()
+        try:
+            self.layout = deploy(self.url)
+            self.market = Market(self.url, self.layout, seed=self.seed, txs_per_block=self.txs_per_block)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def run(
+        self,
+        blocks: int | None,
+        observers: Sequence[Observer] = (),
+        truth_path: str | Path | None = None,
+        check_receipts: bool = True,
+    ) -> MarketSummary:
+        """Mine `blocks` blocks of market activity (None: until Ctrl-C); call again to continue the same market."""
+        if self.market is None:
+            raise RuntimeError("Devnet is not started: use it as a context manager")
+        return self.market.run(blocks, observers=observers, block_time=self.block_time,
+                               truth_path=truth_path, check_receipts=check_receipts)
+
+    def stop(self) -> None:
+        if self.market is not None:
+            self.market.close()
+            self.market = None
+        self.anvil.stop()
+
+    def __enter__(self) -> "Devnet":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_devnet(
+    port: int | None = None,
+    blocks: int | None = None,
+    block_time: float | None = None,
+    seed: int = 7,
+    layout_path: str | Path | None = None,
+    txs_per_block: int = 10,
+    truth_path: str | Path | None = None,
+) -> MarketSummary | None:
+    """Serve a devnet for the CLI: print its URL and layout path, mine until `blocks` or Ctrl-C, then stop anvil."""
+    layout_path = Path(layout_path) if layout_path is not None else DEFAULT_LAYOUT_PATH
+    with Devnet(seed=seed, port=port, block_time=block_time, txs_per_block=txs_per_block) as dn:
+        dn.layout.to_json(layout_path)
+        print(f"devnet: {dn.url} (chain id {dn.layout.chain_id})", flush=True)
+        print(f"layout: {layout_path}", flush=True)
+        pace = f"one block every {block_time:g}s" if block_time else "as fast as possible"
+        until = f"{blocks} blocks" if blocks is not None else "Ctrl-C"
+        print(f"mining {pace} until {until}, {txs_per_block} txs/block, seed {seed}", flush=True)
+        try:
+            summary = dn.run(blocks, truth_path=truth_path)
+        except KeyboardInterrupt:
+            print("interrupted; stopping anvil", file=sys.stderr, flush=True)
+            return None
+        print(
+            f"mined blocks {summary.first_block}..{summary.last_block}: {sum(summary.txs_sent.values())} txs "
+            f"({summary.tx_per_s:.0f} tx/s), {summary.sandwiches_landed}/{summary.sandwiches_attempted} sandwiches landed",
+            flush=True,
+        )
+        return summary

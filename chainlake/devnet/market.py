@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 from chainlake.devnet.amm import arb_trade, best_sandwich, get_amount_out
 from chainlake.devnet.deploy import BLOCK_INTERVAL, DevnetLayout, PoolInfo
 from chainlake.devnet.prices import ReferencePrices
-from chainlake.devnet.rpc import Rpc, decode_call, decode_result, encode_call, selector
+from chainlake.devnet.rpc import Rpc, decode_result, encode_call, selector
 from chainlake.devnet.sender import GAS, GWEI, Sender, Tx, block_receipts, latest_block, mine
 
 Observer = Callable[[int, dict, float], None]
@@ -37,12 +37,12 @@ REMOVE_LIQUIDITY = "removeLiquidity(address,address,uint256,uint256,uint256,addr
 SANDWICHABLE = {selector(SWAP_EXACT_IN): SWAP_EXACT_IN, selector(SWAP_ETH_IN): SWAP_ETH_IN}
 
 # Flow mix (besides arbitrage): what a non-arbitrage transaction is, by probability.
-FLOW_MIX = {"noise": 0.80, "transfer": 0.08, "wrap": 0.08, "lp": 0.04}
+FLOW_MIX = {"noise": 0.79, "transfer": 0.08, "wrap": 0.08, "lp": 0.04, "approve": 0.01}
 POOL_WEIGHTS = {"WETH/USDC": 0.40, "WETH/DAI": 0.20, "LINK/WETH": 0.25, "DAI/USDC": 0.15}
 NOISE_SCALE_USD, NOISE_ALPHA, NOISE_CAP_USD = 1_000.0, 1.2, 400_000.0  # Pareto sizes: heavy right tail
 SLIPPAGES = (0.005, 0.01, 0.02, 0.03, 0.05)
 ARB_MIN_PROFIT_USD = 5.0
-SANDWICH_MIN_VICTIM_USD, SANDWICH_MIN_PROFIT_USD = 5_000.0, 10.0
+SANDWICH_MIN_VICTIM_USD, SANDWICH_MIN_PROFIT_USD = 10_000.0, 25.0
 DEADLINE_SLACK = 600
 SETTLE_EVERY = 500  # blocks between bulk receipt checks (bounds memory in endless runs)
 
@@ -142,7 +142,7 @@ class Market:
         """Start the reference at the pools' own prices (so a resumed or re-run market starts at no-arbitrage)."""
         pools = {p.name: p for p in self.pools}
         eth = pools["WETH/USDC"].price() if "WETH/USDC" in pools else self.layout.genesis_prices_usd["WETH"]
-        link = eth / pools["LINK/WETH"].price() if "LINK/WETH" in pools else self.layout.genesis_prices_usd.get("LINK", 15.0)
+        link = eth * pools["LINK/WETH"].price() if "LINK/WETH" in pools else self.layout.genesis_prices_usd.get("LINK", 15.0)
         dai = pools["DAI/USDC"].price() if "DAI/USDC" in pools else 1.0
         return {"WETH": eth, "USDC": 1.0, "DAI": dai, "LINK": link}
 
@@ -275,6 +275,8 @@ class Market:
             return self._wrap_tx()
         if kind == "lp":
             return self._lp_tx(deadline)
+        if kind == "approve":
+            return self._approve_tx()
         return self._noise_tx(deadline)
 
     def _noise_tx(self, deadline: int) -> Tx:
@@ -315,6 +317,14 @@ class Market:
             return Tx(who, self.weth, encode_call("deposit()"), value=value, gas=GAS["deposit"], tip=self._tip(0.2, 1.5), kind="wrap")
         amount = int(self.rng.uniform(0.05, 2.0) * 10**18)
         return Tx(who, self.weth, encode_call("withdraw(uint256)", amount), gas=GAS["withdraw"], tip=self._tip(0.2, 1.5), kind="wrap")
+
+    def _approve_tx(self) -> Tx:
+        """Retail: set a token allowance for the router (retail never trades, so this harms nothing)."""
+        who = self.rng.choice(self.role["retail"])
+        token = self.rng.choice(sorted(self.symbols))
+        amount = self._units(token, self.rng.uniform(100, 10_000))
+        data = encode_call("approve(address,uint256)", self.layout.router, amount)
+        return Tx(who, token, data, gas=GAS["approve"], tip=self._tip(0.2, 1.5), kind="approve")
 
     def _lp_tx(self, deadline: int) -> Tx:
         """Liquidity provider: add at the pool ratio, or (if it holds LP tokens) remove a slice."""
@@ -364,10 +374,13 @@ class Market:
         signature = SANDWICHABLE.get(data[:10])
         if signature is None or "maxPriorityFeePerGas" not in victim:
             return None
-        if signature == SWAP_EXACT_IN:
-            amount_in, min_out, path, _, _ = decode_call(signature, data)
-        else:
-            (min_out, path, _, _), amount_in = decode_call(signature, data), int(victim["value"], 16)
+        try:
+            if signature == SWAP_EXACT_IN:
+                amount_in, min_out, path = _word_at(data, 0), _word_at(data, 1), _array_at(data, 2)
+            else:
+                amount_in, min_out, path = int(victim["value"], 16), _word_at(data, 0), _array_at(data, 1)
+        except (ValueError, IndexError):
+            return None
         if len(path) != 2:
             return None
         token_in, token_out = path[0].lower(), path[1].lower()
@@ -410,6 +423,24 @@ class Market:
 
     def close(self) -> None:
         self.rpc.close()
+
+
+def _word_at(data: str, index: int) -> int:
+    """The index-th 32-byte argument word of 0x calldata (decoded by hand: the bot scans every pending swap)."""
+    start = 10 + 64 * index
+    word = data[start : start + 64]
+    if len(word) != 64:
+        raise ValueError("calldata too short")
+    return int(word, 16)
+
+
+def _array_at(data: str, index: int) -> list[str]:
+    """The address[] whose offset is the index-th argument word."""
+    offset = _word_at(data, index) // 32
+    length = _word_at(data, offset)
+    if length > 8:
+        raise ValueError("implausible path length")
+    return ["0x" + format(_word_at(data, offset + 1 + i), "040x") for i in range(length)]
 
 
 def _pending(txpool: dict) -> Iterable[dict]:

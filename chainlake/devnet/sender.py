@@ -51,6 +51,10 @@ class Tx:
     max_fee: int | None = None  # default FEE_CAP + tip; the sandwich bot sets it relative to its victim
     hash: str | None = None
 
+    def fee_cap(self) -> int:
+        """maxFeePerGas: what anvil orders its blocks by."""
+        return self.max_fee if self.max_fee is not None else FEE_CAP + self.tip
+
     def to_rpc(self) -> dict:
         tx = {
             "from": self.sender,
@@ -58,7 +62,7 @@ class Tx:
             "value": hex(self.value),
             "gas": hex(self.gas),
             "nonce": hex(self.nonce),
-            "maxFeePerGas": hex(self.max_fee if self.max_fee is not None else FEE_CAP + self.tip),
+            "maxFeePerGas": hex(self.fee_cap()),
             "maxPriorityFeePerGas": hex(self.tip),
         }
         if self.to is not None:
@@ -88,16 +92,26 @@ class Sender:
         return tx
 
     def send(self, txs: list[Tx]) -> list[str]:
-        """Assign nonces and send all txs in one batch; return their hashes. Any rejection is fatal."""
-        for tx in txs:
-            if tx.nonce < 0:
-                self.assign(tx)
-        results = self.rpc.batch([("eth_sendTransaction", [tx.to_rpc()]) for tx in txs], allow_errors=True)
-        errors = [(tx, r) for tx, r in zip(txs, results) if isinstance(r, RpcError)]
+        """Assign nonces and send all txs in one batch; return their hashes (input order). Rejections are fatal.
+
+        Nonces go to the highest fee first: anvil 1.7.1 silently drops a tx whose fee is higher than the fee
+        of its sender's previous pending nonce when both are mined in one block (measured), which leaves a
+        nonce gap that strands every later tx of that sender. Sending in fee order also makes arrival order
+        match block order.
+        """
+        order = sorted(range(len(txs)), key=lambda i: -txs[i].fee_cap())
+        for i in order:
+            if txs[i].nonce < 0:
+                self.assign(txs[i])
+        results = self.rpc.batch([("eth_sendTransaction", [txs[i].to_rpc()]) for i in order], allow_errors=True)
+        hashes: list = [None] * len(txs)
+        for i, result in zip(order, results):
+            hashes[i] = result
+        errors = [(tx, h) for tx, h in zip(txs, hashes) if isinstance(h, RpcError)]
         if errors:
             tx, err = errors[0]
             raise NodeError(f"{len(errors)} of {len(txs)} transactions rejected, first ({tx.kind} from {tx.sender}): {err}")
-        return results
+        return hashes
 
 
 def mine(rpc: Rpc, timestamp: int) -> None:

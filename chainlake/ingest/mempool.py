@@ -32,7 +32,8 @@ from chainlake.errors import ConfigError
 OBSERVATIONS = "mempool_observations"
 MEMPOOL = "mempool"
 
-# uint256 columns are exact decimal strings with a float64 twin `<name>_f64` (lake convention).
+# Lake conventions (chainlake.ingest.schemas): lowercase 0x hex, int64 gas, uint256 `value` as an exact
+# decimal string with a float64 twin `value_f64`.
 OBSERVATION_SCHEMA = pa.schema([
     pa.field("transaction_hash", pa.string(), nullable=False),
     pa.field("from_address", pa.string(), nullable=False),
@@ -41,10 +42,9 @@ OBSERVATION_SCHEMA = pa.schema([
     pa.field("value", pa.string()),
     pa.field("value_f64", pa.float64()),
     pa.field("gas_limit", pa.int64()),
-    pa.field("gas_price", pa.string()),
-    pa.field("gas_price_f64", pa.float64()),
-    pa.field("max_fee_per_gas", pa.string()),
-    pa.field("max_priority_fee_per_gas", pa.string()),
+    pa.field("gas_price", pa.int64()),  # legacy gasPrice, else maxFeePerGas (what the sender bids at most)
+    pa.field("max_fee_per_gas", pa.int64()),
+    pa.field("max_priority_fee_per_gas", pa.int64()),
     pa.field("transaction_type", pa.int64()),
     pa.field("input", pa.string()),
     pa.field("pool", pa.string(), nullable=False),  # 'pending' or 'queued'
@@ -79,10 +79,9 @@ def _row(tx: dict, pool: str, seen_ms: int, head: int) -> dict:
         "value": _dec(tx.get("value")),
         "value_f64": _f64(tx.get("value")),
         "gas_limit": _int(tx.get("gas")),
-        "gas_price": _dec(gas_price),
-        "gas_price_f64": _f64(gas_price),
-        "max_fee_per_gas": _dec(tx.get("maxFeePerGas")),
-        "max_priority_fee_per_gas": _dec(tx.get("maxPriorityFeePerGas")),
+        "gas_price": _int(gas_price),
+        "max_fee_per_gas": _int(tx.get("maxFeePerGas")),
+        "max_priority_fee_per_gas": _int(tx.get("maxPriorityFeePerGas")),
         "transaction_type": _int(tx.get("type")),
         "input": tx.get("input"),
         "pool": pool,
@@ -188,7 +187,6 @@ WITH obs AS (
            arg_min(value_f64, first_seen_ms) AS value_f64,
            arg_min(gas_limit, first_seen_ms) AS gas_limit,
            arg_min(gas_price, first_seen_ms) AS gas_price,
-           arg_min(gas_price_f64, first_seen_ms) AS gas_price_f64,
            arg_min(max_fee_per_gas, first_seen_ms) AS max_fee_per_gas,
            arg_min(max_priority_fee_per_gas, first_seen_ms) AS max_priority_fee_per_gas,
            arg_min(transaction_type, first_seen_ms) AS transaction_type,

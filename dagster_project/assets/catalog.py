@@ -1,6 +1,5 @@
 """The DuckDB catalog asset: one view per lake dataset in warehouse/chainlake.duckdb."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Mempool assets: txpool snapshots (on a schedule) and the table joining them to the chain."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -4,7 +4,6 @@ The asset body is thin: `chainlake.ingest.ingest` extracts and writes the partit
 `chainlake.quality` checks run on what was written and are reported as Dagster asset checks.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
@@ -21,9 +20,10 @@ UPSTREAM = {"transactions": "blocks", "logs": "transactions"}
 
 def preview_markdown(frame: pl.DataFrame, rows: int = 5, max_chars: int = 24) -> str:
     """A small markdown table for the Dagster UI; long hex strings are shortened."""
-    head = frame.head(rows).with_columns(pl.all().cast(pl.String).str.slice(0, max_chars))
+    head = frame.head(rows)
     header = "| " + " | ".join(head.columns) + " |\n|" + "---|" * len(head.columns) + "\n"
-    body = "".join("| " + " | ".join("" if v is None else v for v in row) + " |\n" for row in head.iter_rows())
+    body = "".join("| " + " | ".join("" if v is None else str(v)[:max_chars] for v in row) + " |\n"
+                   for row in head.iter_rows())
     return header + body
 
 
@@ -52,7 +52,8 @@ def run_checks(name: str, frame: pl.DataFrame, lake_dir, start: int, end: int) -
         outcomes["logs_match_receipts"] = quality.logs_match_receipts(transactions, frame)
     return [
         dg.AssetCheckResult(check_name=check, passed=o.passed, description=o.description,
-                            metadata={k: dg.MetadataValue.json(v) for k, v in o.metadata.items()})
+                            metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v
+                                      for k, v in o.metadata.items()})
         for check, o in outcomes.items()
     ]
 

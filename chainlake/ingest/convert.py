@@ -1,0 +1,97 @@
+"""Hex quantity conversions done column-wise in polars (native code), with exact Python fallbacks.
+
+JSON-RPC encodes every number as a ``0x`` hex string. Converting row by row in Python would dominate
+ingestion time, so integers are parsed by polars' `str.to_integer(base=16)`. uint256 amounts go through
+UInt128, whose decimal string is exact; only values >= 2^128 (null after the native parse) fall back to
+Python's `int(h, 16)`, which is rare (no real balance or transfer reaches 2^128 wei) but must stay exact.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chainlake.errors import NodeError
+
+_U128_MAX = 2**128 - 1
+
+
+def hex_to_int(h: str | None) -> int | None:
+    """Reference conversion of one hex quantity ('0x1a' -> 26); '0x' reads as 0."""
+    if h is None:
+        return None
+    digits = h[2:] if h[:2] in ("0x", "0X") else h
+    return int(digits, 16) if digits else 0
+
+
+def hex_to_decimal(h: str | None) -> str | None:
+    """Reference conversion of a hex uint256 to its exact base-10 string."""
+    value = hex_to_int(h)
+    return None if value is None else str(value)
+
+
+def int_to_hex(value: int) -> str:
+    return hex(value)
+
+
+def quantity(col: str | pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
+    """Hex quantity -> integer ('0x' reads as 0). Non-strict: a value without the 0x prefix, not hex, or
+    too large becomes null, and `check_quantities` turns that into an error."""
+    expr = pl.col(col) if isinstance(col, str) else col
+    digits = expr.str.strip_prefix("0x")
+    parsed = (pl.when(~expr.str.starts_with("0x")).then(pl.lit(None, dtype))
+              .when(digits == "").then(pl.lit(0, dtype))
+              .otherwise(digits.str.to_integer(base=16, dtype=dtype, strict=False)))
+    return parsed.alias(col) if isinstance(col, str) else parsed
+
+
+def flexible_quantity(col: str | pl.Expr) -> pl.Expr:
+    """A number that some nodes send as hex and others as a JSON integer (read as a decimal string)."""
+    expr = pl.col(col) if isinstance(col, str) else col
+    return (
+        pl.when(expr.str.starts_with("0x")).then(quantity(expr))
+        .otherwise(expr.str.to_integer(base=10, dtype=pl.Int64, strict=False))
+    )
+
+
+def check_quantities(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> None:
+    """Raise if a converted column is null where its hex source was not (overflow or not hex).
+
+    `pairs` maps a column of `out` to its source column in `raw` (same rows, same order).
+    """
+    for dst, src in pairs.items():
+        bad = out[dst].is_null() & raw[src].is_not_null()
+        if bad.any():
+            value = raw[src].filter(bad)[0]
+            raise NodeError(f"{what}: {src} value {value!r} is not a hex quantity that fits int64")
+
+
+def uint256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
+    """Add `out` (exact decimal string) and `out_f64` (float64) computed from hex column `src`.
+
+    Native for values < 2^128; Python only for the rows the native parse could not hold.
+    """
+    digits = pl.col(src).str.strip_prefix("0x")
+    wide = pl.when(digits == "").then(pl.lit(0, pl.UInt128)).otherwise(
+        digits.str.to_integer(base=16, dtype=pl.UInt128, strict=False))
+    frame = frame.with_columns(wide.alias("__u128"))
+    frame = frame.with_columns(
+        pl.col("__u128").cast(pl.String).alias(out), pl.col("__u128").cast(pl.Float64).alias(f"{out}_f64"),
+    )
+    missing = frame.select((pl.col("__u128").is_null() & pl.col(src).is_not_null()).arg_true()).to_series()
+    if len(missing):
+        frame = _fill_wide(frame, src, out, missing.to_list())
+    return frame.drop("__u128")
+
+
+def _fill_wide(frame: pl.DataFrame, src: str, out: str, rows: list[int]) -> pl.DataFrame:
+    """Python fallback for the few values >= 2^128 (or malformed: those raise)."""
+    values = frame[src].gather(rows).to_list()
+    try:
+        ints = [hex_to_int(v) for v in values]
+    except ValueError:
+        raise NodeError(f"{src}: value {values[0]!r} is not a hex quantity") from None
+    if any(v < 0 or v >= 2**256 for v in ints):
+        raise NodeError(f"{src}: value out of uint256 range")
+    decimals = frame[out].scatter(rows, [str(v) for v in ints])
+    floats = frame[f"{out}_f64"].scatter(rows, [float(v) for v in ints])
+    return frame.with_columns(decimals, floats)

@@ -1,0 +1,47 @@
+"""blocks: one row per block header (eth_getBlockByNumber without transaction bodies)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chainlake.errors import NodeError
+from chainlake.ingest.convert import check_quantities, quantity
+from chainlake.ingest.dataset import Context, Dataset, block_calls, concat
+from chainlake.ingest.ranges import BlockRange
+from chainlake.ingest.schemas import BLOCKS
+
+HEADER = pl.Struct({
+    "number": pl.String, "hash": pl.String, "parentHash": pl.String, "timestamp": pl.String,
+    "miner": pl.String, "gasUsed": pl.String, "gasLimit": pl.String, "baseFeePerGas": pl.String,
+    "size": pl.String, "extraData": pl.String, "transactions": pl.List(pl.String),
+})
+INTS = {"block_number": "number", "timestamp": "timestamp", "gas_used": "gasUsed", "gas_limit": "gasLimit",
+        "base_fee_per_gas": "baseFeePerGas", "size": "size"}
+
+
+def convert(frame: pl.DataFrame) -> pl.DataFrame:
+    """Headers (one per call) -> rows of the blocks schema."""
+    if frame["result"].null_count():
+        raise NodeError("eth_getBlockByNumber returned no block for a requested block number")
+    raw = frame.select(pl.col("result").struct.unnest())
+    out = raw.select(
+        *[quantity(src).alias(dst) for dst, src in INTS.items()],
+        pl.col("hash").alias("block_hash"), pl.col("parentHash").alias("parent_hash"),
+        pl.col("miner").str.to_lowercase(),
+        pl.col("transactions").list.len().cast(pl.Int64).alias("transaction_count"),
+        pl.col("extraData").alias("extra_data"),
+    )
+    check_quantities(out, raw, INTS, "blocks")
+    return out
+
+
+def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    calls = block_calls("eth_getBlockByNumber", blocks, False)
+    return convert(concat(ctx.client.frames(calls, HEADER), HEADER))
+
+
+DATASET = Dataset(
+    name="blocks", schema=BLOCKS, keys=("block_number",),
+    needs={"blocks": ("eth_getBlockByNumber",)},
+    collect=collect, description="Block headers: hash, parent, timestamp, miner, gas, base fee, tx count.",
+)

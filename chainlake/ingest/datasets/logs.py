@@ -1,0 +1,65 @@
+"""logs: every event log in the range (eth_getLogs over block windows, bisected if the node says too many)."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from chainlake.ingest.convert import check_quantities, quantity
+from chainlake.ingest.dataset import Context, Dataset, concat
+from chainlake.ingest.ranges import BlockRange
+from chainlake.ingest.schemas import LOGS
+from chainlake.rpc import RpcError
+
+LOG = pl.Struct({
+    "address": pl.String, "topics": pl.List(pl.String), "data": pl.String, "blockNumber": pl.String,
+    "blockHash": pl.String, "transactionHash": pl.String, "transactionIndex": pl.String, "logIndex": pl.String,
+})
+INTS = {"block_number": "blockNumber", "transaction_index": "transactionIndex", "log_index": "logIndex"}
+BLOCKS_PER_REQUEST = 100
+# How nodes say a getLogs window is too large (geth, erigon, reth, hosted providers).
+_TOO_MANY = re.compile(r"too many|more than|limit|range|exceed|too large|timeout", re.IGNORECASE)
+
+
+def convert(frame: pl.DataFrame) -> pl.DataFrame:
+    """eth_getLogs answers (one list per call) -> rows of the logs schema."""
+    raw = frame.select(pl.col("result").explode()).filter(pl.col("result").is_not_null()).unnest("result")
+    out = raw.select(
+        *[quantity(src).alias(dst) for dst, src in INTS.items()],
+        pl.col("blockHash").alias("block_hash"), pl.col("transactionHash").alias("transaction_hash"),
+        pl.col("address").str.to_lowercase(),
+        *[pl.col("topics").list.get(i, null_on_oob=True).alias(f"topic{i}") for i in range(4)],
+        pl.col("data"),
+    )
+    check_quantities(out, raw, INTS, "logs")
+    return out
+
+
+def windows(blocks: BlockRange, size: int) -> list[BlockRange]:
+    return [BlockRange(b, min(b + size - 1, blocks.last)) for b in range(blocks.first, blocks.last + 1, size)]
+
+
+def fetch(ctx: Context, blocks: BlockRange, size: int, filters: dict | None = None) -> pl.DataFrame:
+    """getLogs over windows of `size` blocks (one call per request, requests in parallel), as rows of the
+    logs schema; on a 'too many results' answer, halve the window and start over."""
+    calls = [("eth_getLogs", [{"fromBlock": hex(w.first), "toBlock": hex(w.last), **(filters or {})}])
+             for w in windows(blocks, size)]
+    try:
+        frames = ctx.client.frames(calls, pl.List(LOG), batch_size=1)
+    except RpcError as exc:
+        if size == 1 or not _TOO_MANY.search(exc.rpc_message):
+            raise
+        return fetch(ctx, blocks, max(1, size // 2), filters)
+    return convert(concat(frames, pl.List(LOG)))
+
+
+def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    return fetch(ctx, blocks, int(ctx.options.get("log_blocks_per_request", BLOCKS_PER_REQUEST)))
+
+
+DATASET = Dataset(
+    name="logs", schema=LOGS, keys=("block_number", "log_index"),
+    needs={"logs": ("eth_getLogs",)},
+    collect=collect, description="Event logs: emitting address, topic0..3, data, with block/tx position.",
+)

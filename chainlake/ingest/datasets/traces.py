@@ -1,0 +1,146 @@
+"""traces: flat parity-style call traces, one row per call / create / suicide / reward.
+
+Source: `trace_block` (parity style, parsed natively). Nodes without it (geth) are read with
+`debug_traceBlockByNumber` + callTracer, whose nested frames are flattened here into the same rows:
+depth-first order, `trace_address` = path of child indexes, `subtraces` = number of children.
+Known differences of the fallback, inherent to callTracer: the top call's `gas` / `gas_used` include the
+intrinsic gas (parity's exclude it), `error` uses geth's wording ("execution reverted" vs "Reverted"),
+and there are no reward rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from chainlake.errors import NodeError
+from chainlake.ingest.convert import check_quantities, flexible_quantity, quantity, uint256_frame
+from chainlake.ingest.dataset import Context, Dataset, block_calls, concat, with_block_numbers
+from chainlake.ingest.ranges import BlockRange
+from chainlake.ingest.schemas import TRACES
+
+ACTION = pl.Struct({
+    "from": pl.String, "to": pl.String, "value": pl.String, "gas": pl.String, "input": pl.String,
+    "callType": pl.String, "init": pl.String, "creationMethod": pl.String, "address": pl.String,
+    "refundAddress": pl.String, "balance": pl.String, "author": pl.String, "rewardType": pl.String,
+})
+RESULT = pl.Struct({"gasUsed": pl.String, "output": pl.String, "address": pl.String, "code": pl.String})
+TRACE = pl.Struct({
+    "action": ACTION, "result": RESULT, "error": pl.String, "subtraces": pl.Int64,
+    "traceAddress": pl.List(pl.Int64), "transactionHash": pl.String, "transactionPosition": pl.String,
+    "blockHash": pl.String, "type": pl.String,
+})
+INTS = {"gas": "gas", "gas_used": "gasUsed", "transaction_position": "transactionPosition"}
+
+
+def _pick(kind: str, **by_type: pl.Expr) -> pl.Expr:
+    """A column whose source field depends on the trace type."""
+    expr = None
+    for trace_type, value in by_type.items():
+        cond = pl.col("type") == trace_type
+        expr = pl.when(cond).then(value) if expr is None else expr.when(cond).then(value)
+    return expr.otherwise(None).alias(kind)
+
+
+def convert_parity(frame: pl.DataFrame, blocks: BlockRange) -> pl.DataFrame:
+    """trace_block answers -> rows of the traces schema (type-dependent fields mapped to common columns)."""
+    if frame["result"].null_count():
+        raise NodeError("trace_block returned nothing for a requested block")
+    raw = (with_block_numbers(frame, blocks)
+           .select("block_number", "result").explode("result").filter(pl.col("result").is_not_null())
+           .unnest("result").unnest("action").unnest("result", separator="|"))
+    raw = raw.with_columns(pl.col("type").replace("selfdestruct", "suicide"))
+    out = raw.select(
+        "block_number", pl.col("blockHash").alias("block_hash"), pl.col("transactionHash").alias("transaction_hash"),
+        flexible_quantity("transactionPosition").alias("transaction_position"),
+        pl.int_range(pl.len(), dtype=pl.Int64).over("block_number").alias("trace_index"),
+        pl.col("traceAddress").alias("trace_address"), "subtraces", "type",
+        _pick("call_type", call=pl.col("callType"), create=pl.col("creationMethod"), reward=pl.col("rewardType")),
+        _pick("from_address", call=pl.col("from"), create=pl.col("from"), suicide=pl.col("address")).str.to_lowercase(),
+        _pick("to_address", call=pl.col("to"), create=pl.col("result|address"), suicide=pl.col("refundAddress"),
+              reward=pl.col("author")).str.to_lowercase(),
+        _pick("value_hex", call=pl.col("value"), create=pl.col("value"), suicide=pl.col("balance"),
+              reward=pl.col("value")),
+        quantity("gas").alias("gas"), quantity("result|gasUsed").alias("gas_used"),
+        _pick("input", call=pl.col("input"), create=pl.col("init")),
+        _pick("output", call=pl.col("result|output"), create=pl.col("result|code")),
+        "error",
+    )
+    check_quantities(out, raw, {"gas": "gas", "gas_used": "result|gasUsed"}, "traces")
+    return uint256_frame(out, "value_hex", "value").drop("value_hex")
+
+
+# -- debug_traceBlockByNumber (callTracer) fallback ----------------------------------------------------
+def flatten_call_frames(block: int, block_hash: str | None, tx_hashes: list[str], answers: list[Any]) -> list[dict]:
+    """Flatten one block's callTracer answers into parity-style row dicts, depth first."""
+    rows: list[dict] = []
+    for position, answer in enumerate(answers):
+        if not isinstance(answer, dict) or "result" not in answer:
+            error = answer.get("error") if isinstance(answer, dict) else answer
+            raise NodeError(f"debug_traceBlockByNumber could not trace a transaction of block {block}: {error}")
+        tx_hash = answer.get("txHash") or (tx_hashes[position] if position < len(tx_hashes) else None)
+        stack = [(answer["result"], [])]
+        while stack:
+            node, address = stack.pop()
+            children = node.get("calls") or []
+            rows.append(_frame_row(node, block, block_hash, tx_hash, position, address, len(children), len(rows)))
+            stack.extend((child, address + [i]) for i, child in reversed(list(enumerate(children))))
+    return rows
+
+
+def _frame_row(node: dict, block: int, block_hash, tx_hash, position: int, address: list[int], n_children: int,
+               index: int) -> dict:
+    kind = (node.get("type") or "CALL").upper()
+    is_create = kind.startswith("CREATE")
+    trace_type = "create" if is_create else "suicide" if kind == "SELFDESTRUCT" else "call"
+    call_type = kind.lower() if trace_type != "suicide" else None
+    return {
+        "block_number": block, "block_hash": block_hash, "transaction_hash": tx_hash,
+        "transaction_position": position, "trace_index": index, "trace_address": address,
+        "subtraces": n_children, "type": trace_type, "call_type": call_type,
+        "from_address": (node.get("from") or "").lower() or None, "to_address": (node.get("to") or "").lower() or None,
+        "value_hex": node.get("value") or "0x0", "gas": node.get("gas"), "gas_used": node.get("gasUsed"),
+        "input": node.get("input") if trace_type != "suicide" else None,
+        "output": node.get("output") if trace_type != "suicide" else None, "error": node.get("error"),
+    }
+
+
+def collect_debug(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    """Fallback path: callTracer per block (orjson + Python flattening: slower, but only for such nodes)."""
+    calls = block_calls("debug_traceBlockByNumber", blocks, {"tracer": "callTracer"})
+    traced = ctx.client.batch(calls)
+    headers = ctx.client.batch(block_calls("eth_getBlockByNumber", blocks, False))
+    rows: list[dict] = []
+    for block, answers, header in zip(blocks.numbers(), traced, headers):
+        if header is None:
+            raise NodeError(f"eth_getBlockByNumber returned no block {block}")
+        rows += flatten_call_frames(block, header.get("hash"), header.get("transactions") or [], answers or [])
+    schema = {name: dtype for name, dtype in _DEBUG_SCHEMA.items()}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    frame = frame.with_columns(quantity("gas").alias("gas"), quantity("gas_used").alias("gas_used"))
+    return uint256_frame(frame, "value_hex", "value").drop("value_hex")
+
+
+_DEBUG_SCHEMA = {
+    "block_number": pl.Int64, "block_hash": pl.String, "transaction_hash": pl.String,
+    "transaction_position": pl.Int64, "trace_index": pl.Int64, "trace_address": pl.List(pl.Int64),
+    "subtraces": pl.Int64, "type": pl.String, "call_type": pl.String, "from_address": pl.String,
+    "to_address": pl.String, "value_hex": pl.String, "gas": pl.String, "gas_used": pl.String,
+    "input": pl.String, "output": pl.String, "error": pl.String,
+}
+
+
+def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    if ctx.methods["traces"] == "trace_block":
+        frames = ctx.client.frames(block_calls("trace_block", blocks), pl.List(TRACE))
+        return convert_parity(concat(frames, pl.List(TRACE)), blocks)
+    return collect_debug(ctx, blocks)
+
+
+DATASET = Dataset(
+    name="traces", schema=TRACES, keys=("block_number", "trace_index"),
+    needs={"traces": ("trace_block", "debug_traceBlockByNumber")},
+    collect=collect,
+    description="Flat parity-style call traces (trace_block, or debug_traceBlockByNumber callTracer flattened).",
+)

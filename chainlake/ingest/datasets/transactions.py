@@ -1,0 +1,113 @@
+"""transactions: every transaction with its receipt fields, one row per transaction.
+
+Bodies come from eth_getBlockByNumber(full=true); receipts from eth_getBlockReceipts (one call per block)
+where the node serves it, else eth_getTransactionReceipt per transaction. Both fetches run at once and
+are joined on (block_number, transaction_index); a receipt count that differs from the block's
+transaction count is an error, never a partial row set.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chainlake.errors import NodeError
+from chainlake.ingest.convert import check_quantities, quantity, uint256_frame
+from chainlake.ingest.dataset import Context, Dataset, block_calls, concat, in_parallel
+from chainlake.ingest.ranges import BlockRange
+from chainlake.ingest.schemas import TRANSACTIONS
+
+TX = pl.Struct({
+    "hash": pl.String, "transactionIndex": pl.String, "from": pl.String, "to": pl.String, "nonce": pl.String,
+    "value": pl.String, "input": pl.String, "gas": pl.String, "gasPrice": pl.String,
+    "maxFeePerGas": pl.String, "maxPriorityFeePerGas": pl.String, "type": pl.String, "chainId": pl.String,
+})
+BLOCK = pl.Struct({"number": pl.String, "timestamp": pl.String, "transactions": pl.List(TX)})
+RECEIPT = pl.Struct({
+    "transactionHash": pl.String, "transactionIndex": pl.String, "blockNumber": pl.String, "status": pl.String,
+    "gasUsed": pl.String, "effectiveGasPrice": pl.String, "cumulativeGasUsed": pl.String,
+    "contractAddress": pl.String, "logs": pl.List(pl.Struct({"logIndex": pl.String})),
+})
+BODY_INTS = {
+    "block_number": "number", "block_timestamp": "timestamp", "transaction_index": "transactionIndex",
+    "nonce": "nonce", "gas_limit": "gas", "gas_price": "gasPrice", "max_fee_per_gas": "maxFeePerGas",
+    "max_priority_fee_per_gas": "maxPriorityFeePerGas", "transaction_type": "type", "chain_id": "chainId",
+}
+RECEIPT_INTS = {
+    "r_block": "blockNumber", "r_index": "transactionIndex", "status": "status", "gas_used": "gasUsed",
+    "effective_gas_price": "effectiveGasPrice", "cumulative_gas_used": "cumulativeGasUsed",
+}
+
+
+def convert_bodies(frame: pl.DataFrame) -> pl.DataFrame:
+    """Full blocks -> one row per transaction body (exact uint256 value)."""
+    if frame["result"].null_count():
+        raise NodeError("eth_getBlockByNumber returned no block for a requested block number")
+    raw = (frame.select(pl.col("result").struct.unnest())
+           .explode("transactions").filter(pl.col("transactions").is_not_null())
+           .select("number", "timestamp", pl.col("transactions").struct.unnest()))
+    out = raw.select(
+        *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
+        pl.col("hash").alias("transaction_hash"), pl.col("from").str.to_lowercase().alias("from_address"),
+        pl.col("to").str.to_lowercase().alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
+    )
+    check_quantities(out, raw, BODY_INTS, "transactions")
+    return uint256_frame(out, "value_hex", "value").drop("value_hex")
+
+
+def convert_receipts(frame: pl.DataFrame) -> pl.DataFrame:
+    """Block receipts (a list per call) or single receipts -> one row per receipt."""
+    result = frame.select("result")
+    if isinstance(frame.schema["result"], pl.List):
+        result = result.explode("result")
+    if result["result"].null_count():
+        raise NodeError("the node returned no receipt for a mined transaction or block")
+    raw = result.unnest("result")
+    out = raw.select(
+        *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
+        pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").str.to_lowercase().alias("contract_address"),
+        pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
+    )
+    check_quantities(out, raw, RECEIPT_INTS, "receipts")
+    return out
+
+
+def fetch_receipts(ctx: Context, blocks: BlockRange, bodies: pl.DataFrame | None) -> pl.DataFrame:
+    if ctx.methods["receipts"] == "eth_getBlockReceipts":
+        calls = block_calls("eth_getBlockReceipts", blocks)
+        return convert_receipts(concat(ctx.client.frames(calls, pl.List(RECEIPT)), pl.List(RECEIPT)))
+    calls = [("eth_getTransactionReceipt", [h]) for h in bodies["transaction_hash"]]
+    return convert_receipts(concat(ctx.client.frames(calls, RECEIPT), RECEIPT))
+
+
+def join(bodies: pl.DataFrame, receipts: pl.DataFrame | None, blocks: BlockRange) -> pl.DataFrame:
+    """Bodies + receipts, checking that every transaction has exactly its receipt."""
+    if receipts.height != bodies.height:
+        raise NodeError(f"blocks {blocks.first}..{blocks.last}: {bodies.height} transactions but "
+                        f"{receipts.height} receipts")
+    merged = bodies.join(receipts, left_on=["block_number", "transaction_index"], right_on=["r_block", "r_index"],
+                         how="left", maintain_order="left")
+    if merged["r_hash"].null_count() or (merged["r_hash"] != merged["transaction_hash"]).any():
+        raise NodeError(f"blocks {blocks.first}..{blocks.last}: receipts do not match the transactions")
+    return merged
+
+
+def fetch_bodies(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    frames = ctx.client.frames(block_calls("eth_getBlockByNumber", blocks, True), BLOCK)
+    return convert_bodies(concat(frames, BLOCK))
+
+
+def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
+    if ctx.methods["receipts"] == "eth_getBlockReceipts":
+        bodies, receipts = in_parallel(lambda: fetch_bodies(ctx, blocks), lambda: fetch_receipts(ctx, blocks, None))
+    else:
+        bodies = fetch_bodies(ctx, blocks)
+        receipts = fetch_receipts(ctx, blocks, bodies)
+    return join(bodies, receipts, blocks)
+
+
+DATASET = Dataset(
+    name="transactions", schema=TRANSACTIONS, keys=("block_number", "transaction_index"),
+    needs={"blocks": ("eth_getBlockByNumber",), "receipts": ("eth_getBlockReceipts", "eth_getTransactionReceipt")},
+    collect=collect,
+    description="Transactions with receipt fields (status, gas used, effective gas price, contract, logs count).",
+)

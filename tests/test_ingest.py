@@ -1,0 +1,359 @@
+"""Integration: ingest from a real anvil (the session devnet, or a private anvil) and check against the node.
+
+The node is asked directly (plain httpx, not chainlake's client) for the numbers the lake must match.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import duckdb
+import httpx
+import orjson
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from chainlake.devnet import Anvil
+from chainlake.errors import ConfigError, MethodUnsupported, NodeError
+from chainlake.ingest import (
+    DATASETS, NATIVE_TOKEN, BlockRange, Context, dataset_glob, ingest, partition_files, read_frame,
+)
+from chainlake.ingest import lake as lake_module
+from chainlake.ingest.datasets import traces, transactions
+from chainlake.rpc import RpcClient
+
+RAW = ["blocks", "transactions", "logs", "traces"]
+PARTITION = 100
+
+
+def node_batch(url: str, calls: list[tuple[str, list]]) -> list:
+    body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+    answer = sorted(httpx.post(url, json=body, timeout=60).json(), key=lambda r: r["id"])
+    assert all("error" not in r for r in answer), answer[:1]
+    return [r["result"] for r in answer]
+
+
+def node_call(url: str, method: str, params: list):
+    return node_batch(url, [(method, params)])[0]
+
+
+def keys_unique(frame: pl.DataFrame, keys) -> bool:
+    return frame.select(list(keys)).is_duplicated().sum() == 0
+
+
+@pytest.fixture(scope="module")
+def chain(devnet):
+    """The devnet's blocks 0..last as a range spec, and its last block."""
+    return f"0:{devnet.last_block + 1}", devnet.last_block
+
+
+@pytest.fixture(scope="module")
+def lake(devnet, chain, tmp_path_factory):
+    """The raw datasets of the whole devnet chain, in 100-block partitions (several files each)."""
+    path = tmp_path_factory.mktemp("lake")
+    report = ingest(devnet.url, chain[0], RAW, path, partition_size=PARTITION)
+    return path, report
+
+
+def test_row_counts_equal_the_node(devnet, chain, lake):
+    path, report = lake
+    last = chain[1]
+    numbers = [hex(b) for b in range(last + 1)]
+    headers = node_batch(devnet.url, [("eth_getBlockByNumber", [n, False]) for n in numbers])
+    receipts = node_batch(devnet.url, [("eth_getBlockReceipts", [n]) for n in numbers])
+    traced = node_batch(devnet.url, [("trace_block", [n]) for n in numbers])
+
+    assert report.rows["blocks"] == read_frame(path, "blocks").height == last + 1
+    n_txs = sum(len(h["transactions"]) for h in headers)
+    assert report.rows["transactions"] == read_frame(path, "transactions").height == n_txs > 1000
+    n_logs = sum(len(r["logs"]) for block in receipts for r in block)
+    assert report.rows["logs"] == read_frame(path, "logs").height == n_logs > 1000
+    n_traces = sum(len(t) for t in traced)
+    assert report.rows["traces"] == read_frame(path, "traces").height == n_traces > n_txs
+    assert report.partitions["logs"] == [f"{s:012d}-{s + 99:012d}" for s in range(0, last + 1, PARTITION)]
+
+
+def test_receipt_fields_match_the_node(devnet, lake):
+    path, _ = lake
+    txs = read_frame(path, "transactions")
+    sample = txs.sample(60, seed=1)
+    hashes = sample["transaction_hash"].to_list()
+    receipts = node_batch(devnet.url, [("eth_getTransactionReceipt", [h]) for h in hashes])
+    bodies = node_batch(devnet.url, [("eth_getTransactionByHash", [h]) for h in hashes])
+    for row, r, t in zip(sample.iter_rows(named=True), receipts, bodies):
+        assert row["status"] == int(r["status"], 16) and row["gas_used"] == int(r["gasUsed"], 16)
+        assert row["effective_gas_price"] == int(r["effectiveGasPrice"], 16)
+        assert row["cumulative_gas_used"] == int(r["cumulativeGasUsed"], 16)
+        assert row["logs_count"] == len(r["logs"]) and row["contract_address"] == r["contractAddress"]
+        assert row["nonce"] == int(t["nonce"], 16) and row["value"] == str(int(t["value"], 16))
+        assert row["input"] == t["input"] and row["gas_limit"] == int(t["gas"], 16)
+    # every log row points at its transaction, and logs_count agrees with the logs dataset
+    logs = read_frame(path, "logs")
+    per_tx = logs.group_by("transaction_hash").len()
+    joined = txs.join(per_tx, on="transaction_hash", how="left").with_columns(pl.col("len").fill_null(0))
+    assert (joined["len"] == joined["logs_count"]).all()
+
+
+def test_keys_unique_and_duckdb_reads_hive_layout(lake):
+    path, report = lake
+    con = duckdb.connect()
+    for name in RAW:
+        frame = read_frame(path, name)
+        assert keys_unique(frame, DATASETS[name].keys), name
+        count = con.execute(f"select count(*), count(distinct block_partition) from "
+                            f"read_parquet('{dataset_glob(path, name)}', hive_partitioning=true)").fetchall()
+        assert count == [(report.rows[name], len(report.partitions[name]))], name
+
+
+def test_rerun_is_byte_identical(devnet, lake, chain):
+    path, _ = lake
+    before = {p: p.read_bytes() for name in RAW for p in partition_files(path, name).values()}
+    ingest(devnet.url, "150:latest", RAW, path)  # partition size comes from _lake.json
+    after = {p: p.read_bytes() for name in RAW for p in partition_files(path, name).values()}
+    assert before == after
+    assert not list(Path(path).rglob("*.tmp"))
+
+
+def test_overlapping_and_sub_ranges_merge(devnet, chain, lake, tmp_path):
+    whole, _ = lake
+    ingest(devnet.url, "0:150", ["logs", "traces", "transactions"], tmp_path, partition_size=PARTITION)
+    ingest(devnet.url, f"120:{chain[1] + 1}", ["logs", "traces", "transactions"], tmp_path)
+    ingest(devnet.url, "130:131", ["logs", "traces", "transactions"], tmp_path)  # one block inside
+    for name in ("logs", "traces", "transactions"):
+        assert read_frame(tmp_path, name).equals(read_frame(whole, name)), name
+
+
+def test_write_is_atomic(devnet, tmp_path, monkeypatch):
+    ingest(devnet.url, "0:100", ["logs"], tmp_path, partition_size=PARTITION)
+    path = partition_files(tmp_path, "logs")["000000000000-000000000099"]
+    good = path.read_bytes()
+    real_write = pq.write_table
+
+    def crash_half_way(table, where, **kwargs):
+        real_write(table.slice(0, 1), where, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lake_module.pq, "write_table", crash_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        ingest(devnet.url, "0:100", ["logs"], tmp_path)
+    assert path.read_bytes() == good  # readers still see the complete old file
+    assert not [p for p in Path(tmp_path).rglob("*") if p.is_file() and p.suffix == ".tmp"]
+
+
+class MissingMethodsNode:
+    """A node that knows only eth_chainId and eth_blockNumber (for MethodUnsupported before writing)."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                request = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answers = [self.answer(r) for r in request] if isinstance(request, list) else self.answer(request)
+                data = orjson.dumps(answers)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            @staticmethod
+            def answer(r):
+                known = {"eth_chainId": "0x7a69", "eth_blockNumber": "0x64"}
+                if r["method"] in known:
+                    return {"jsonrpc": "2.0", "id": r["id"], "result": known[r["method"]]}
+                return {"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "Method not found"}}
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def missing_methods_node():
+    node = MissingMethodsNode()
+    yield node.url
+    node.server.shutdown()
+    node.server.server_close()
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("bad url", ConfigError, "bad RPC URL"),
+    ("unreachable", NodeError, "cannot reach the node"),
+    ("start after end", ConfigError, "greater than the start"),
+    ("beyond head", ConfigError, "beyond the chain head"),
+    ("negative", ConfigError, "negative"),
+    ("unknown dataset", ConfigError, "unknown dataset 'blockz'"),
+    ("bad address", ConfigError, "bad address '0x123'"),
+    ("balances without addresses", ConfigError, "needs at least one address"),
+    ("missing method", MethodUnsupported, "trace_block, debug_traceBlockByNumber, needed by dataset 'traces'"),
+])
+def test_errors_write_nothing(devnet, missing_methods_node, tmp_path, case, error, match):
+    lake = tmp_path / "lake"
+    url, blocks, datasets, kwargs = devnet.url, "0:10", ["logs"], {}
+    if case == "bad url":
+        url = "localhost:8545"
+    elif case == "unreachable":
+        url = closed_port_url()
+    elif case == "start after end":
+        blocks = "10:5"
+    elif case == "beyond head":
+        blocks = f"0:{devnet.last_block + 10}"
+    elif case == "negative":
+        blocks = "-5:10"
+    elif case == "unknown dataset":
+        datasets = ["logs", "blockz"]
+    elif case == "bad address":
+        datasets, kwargs = ["balances"], {"addresses": ["0x123"]}
+    elif case == "balances without addresses":
+        datasets = ["balances"]
+    elif case == "missing method":
+        url, datasets = missing_methods_node, ["logs", "traces"]
+    with pytest.raises(error, match=match):
+        ingest(url, blocks, datasets, lake, max_retries=1)
+    assert not lake.exists()
+
+
+def test_lake_of_another_chain_or_partition_size(devnet, tmp_path):
+    (tmp_path / "_lake.json").write_text(json.dumps({"format": 1, "chain_id": 1, "partition_size": 1000}))
+    with pytest.raises(ConfigError, match="holds chain 1 but the node serves chain 31337"):
+        ingest(devnet.url, "0:10", ["logs"], tmp_path)
+    (tmp_path / "_lake.json").write_text(json.dumps({"format": 1, "chain_id": 31337, "partition_size": 1000}))
+    with pytest.raises(ConfigError, match="partitions of 1000 blocks, not 100"):
+        ingest(devnet.url, "0:10", ["logs"], tmp_path, partition_size=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_lake.json"]
+
+
+def test_balances_equal_the_node_at_every_block(devnet, chain, tmp_path):
+    layout = devnet.layout
+    addresses = [layout.agents_of("arb")[0], layout.agents_of("retail")[0], layout.agents_of("sandwich")[0],
+                 next(iter(layout.pools.values())).address]
+    tokens = [info.address for info in layout.tokens.values()]
+    first, last = layout.deploy_block - 3, chain[1]  # tokens appear mid-range: null balances before
+    report = ingest(devnet.url, f"{first}:{last + 1}", ["balances"], tmp_path, addresses=addresses, tokens=tokens,
+                    partition_size=PARTITION)
+    rows = read_frame(tmp_path, "balances")
+    pairs = [(a, t) for a in addresses for t in [NATIVE_TOKEN, *tokens]]
+    # a row per pair at the first block of each partition's range, then only changes
+    for key, path in partition_files(tmp_path, "balances").items():
+        part = pl.from_arrow(pq.read_table(path))
+        start = max(first, int(key[:12]))
+        assert part.filter(pl.col("block_number") == start).height == len(pairs)
+        changes = part.sort("address", "token", "block_number").with_columns(
+            prev=pl.col("balance").shift(1).over("address", "token"))
+        assert changes.filter(pl.col("block_number") > start)["prev"].ne_missing(
+            changes.filter(pl.col("block_number") > start)["balance"]).all()
+    assert report.rows["balances"] < len(pairs) * (last - first + 1) / 2  # sensible row count
+    # exactness: the balance "as of" every block equals the node's historical answer
+    calls, expected_keys = [], []
+    for block in range(first, last + 1):
+        for address, token in pairs:
+            if token == NATIVE_TOKEN:
+                calls.append(("eth_getBalance", [address, hex(block)]))
+            else:
+                calls.append(("eth_call", [{"to": token, "data": "0x70a08231" + address[2:].rjust(64, "0")}, hex(block)]))
+            expected_keys.append((block, address, token))
+    answers = node_batch(devnet.url, calls)
+    truth = {k: (str(int(v, 16)) if v and v != "0x" else None) for k, v in zip(expected_keys, answers)}
+    as_of = {}
+    for address, token in pairs:
+        series = rows.filter((pl.col("address") == address) & (pl.col("token") == token)).sort("block_number")
+        current = None
+        numbers, values = series["block_number"].to_list(), series["balance"].to_list()
+        i = 0
+        for block in range(first, last + 1):
+            while i < len(numbers) and numbers[i] <= block:
+                current = values[i]
+                i += 1
+            as_of[(block, address, token)] = current
+    mismatches = [k for k in truth if truth[k] != as_of[k]]
+    assert not mismatches, mismatches[:5]
+
+
+@pytest.fixture(scope="module")
+def private_anvil():
+    """An anvil only this module mines on: huge values, a contract deploy, plain transfers."""
+    with Anvil() as node:
+        yield node
+
+
+def send_and_mine(url: str, txs: list[dict]) -> str:
+    hashes = node_batch(url, [("eth_sendTransaction", [tx]) for tx in txs])
+    node_call(url, "evm_mine", [])
+    return hashes
+
+
+def test_uint256_values_beyond_2_128_are_exact(private_anvil, tmp_path):
+    url = private_anvil.url
+    sender, receiver = node_call(url, "eth_accounts", [])[:2]
+    huge = 2**200 + 12345
+    value = 2**129 + 987654321
+    node_call(url, "anvil_setBalance", [sender, hex(huge)])
+    nonce = int(node_call(url, "eth_getTransactionCount", [sender, "latest"]), 16)
+    send_and_mine(url, [
+        {"from": sender, "to": receiver, "value": hex(value), "nonce": hex(nonce), "gas": hex(21000)},
+        {"from": sender, "data": "0x00", "nonce": hex(nonce + 1), "gas": hex(100_000)},  # empty contract
+    ])
+    head = int(node_call(url, "eth_blockNumber", []), 16)
+    ingest(url, f"{head}:{head + 1}", ["transactions", "traces", "balances"], tmp_path, addresses=[sender, receiver])
+    txs = read_frame(tmp_path, "transactions")
+    assert txs["value"].to_list() == [str(value), "0"]
+    assert txs["value_f64"][0] == float(value)
+    assert txs["contract_address"][1] is not None and txs["to_address"][1] is None
+    tr = read_frame(tmp_path, "traces")
+    assert tr["value"].to_list() == [str(value), "0"] and tr["type"].to_list() == ["call", "create"]
+    assert tr["to_address"][1] == txs["contract_address"][1]
+    bal = read_frame(tmp_path, "balances").filter(pl.col("token") == NATIVE_TOKEN)
+    got = dict(zip(bal["address"], bal["balance"]))
+    assert got[receiver.lower()] == str(int(node_call(url, "eth_getBalance", [receiver, hex(head)]), 16))
+    assert int(got[sender.lower()]) > 2**199 and got[sender.lower()] == str(
+        int(node_call(url, "eth_getBalance", [sender, hex(head)]), 16))
+
+
+def test_debug_trace_fallback_gives_the_same_rows(devnet):
+    """callTracer frames flattened = trace_block rows, except the documented top-call gas and error text."""
+    blocks = BlockRange(devnet.first_block + 10, devnet.first_block + 13)
+    with RpcClient(devnet.url) as client:
+        parity = traces.collect(Context(client, 31337, 0, {"traces": "trace_block"}), blocks)
+        geth = traces.collect(Context(client, 31337, 0, {"traces": "debug_traceBlockByNumber"}), blocks)
+    assert parity.height == geth.height > 0
+    same = ["block_number", "block_hash", "transaction_hash", "transaction_position", "trace_index", "trace_address",
+            "subtraces", "type", "from_address", "to_address", "value", "input", "output"]
+    assert parity.select(same).equals(geth.select(same))
+    inner = pl.col("trace_address").list.len() > 0
+    assert parity.filter(inner).select("gas", "gas_used").equals(geth.filter(inner).select("gas", "gas_used"))
+    assert (parity["error"].is_null() == geth["error"].is_null()).all()
+    calls = pl.col("type") == "call"
+    assert parity.filter(calls)["call_type"].equals(geth.filter(calls)["call_type"])
+
+
+def test_per_transaction_receipts_fallback(devnet):
+    blocks = BlockRange(devnet.first_block, devnet.first_block + 20)
+    with RpcClient(devnet.url) as client:
+        fast = transactions.collect(Context(client, 31337, 0, {"receipts": "eth_getBlockReceipts"}), blocks)
+        slow = transactions.collect(Context(client, 31337, 0, {"receipts": "eth_getTransactionReceipt"}), blocks)
+    assert fast.height > 0 and fast.equals(slow)
+
+
+def test_progress_and_report(devnet, tmp_path):
+    report = ingest(devnet.url, "0:5", ["blocks"], tmp_path, progress=True)
+    assert report.blocks == BlockRange(0, 4) and report.chain_id == 31337
+    assert report.rows == {"blocks": 5} and report.partitions == {"blocks": ["000000000000-000000000999"]}
+    assert report.methods["blocks"] == {"blocks": "eth_getBlockByNumber"}
+    assert "blocks 5 rows" in report.summary() and report.seconds > 0
+    assert json.loads((tmp_path / "_lake.json").read_text())["partition_size"] == 1000
