@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from chainlake.config import DEFAULT_CATALOG, DEFAULT_LAKE, default_tracked, resolve_rpc_url
+from chainlake.ingest import DEFAULT_PARTITION_SIZE, read_lake_config
 
 
 class ChainNode(dg.ConfigurableResource):
@@ -30,6 +31,7 @@ class LakeStore(dg.ConfigurableResource):
 
     lake_dir: str = str(DEFAULT_LAKE)
     catalog_path: str = str(DEFAULT_CATALOG)
+    partition_size: int = DEFAULT_PARTITION_SIZE  # for a new lake; an existing lake keeps its own
     addresses: list[str] = []
     tokens: list[str] = []
 
@@ -40,6 +42,10 @@ class LakeStore(dg.ConfigurableResource):
     @property
     def catalog(self) -> Path:
         return Path(self.catalog_path)
+
+    def partition_size_in_use(self) -> int:
+        config = read_lake_config(self.lake)
+        return config.partition_size if config else self.partition_size
 
     def tracked(self, url: str) -> tuple[list[str], list[str]]:
         return default_tracked(list(self.addresses), list(self.tokens), url)

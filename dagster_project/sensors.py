@@ -3,14 +3,13 @@
 
 import dagster as dg
 
-from chainlake.ingest.lake import finalized_partition_keys, lake_partition_size
+from chainlake.ingest import finalized_partition_keys
 from chainlake.rpc import RpcClient
 from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
 raw_ingest_job = dg.define_asset_job(
-    "raw_ingest_job", selection=dg.AssetSelection.groups("raw"), partitions_def=block_ranges,
-    executor_def=dg.in_process_executor,
+    "raw_ingest_job", selection=dg.AssetSelection.groups("raw"), executor_def=dg.in_process_executor,
     description="Ingest every raw dataset for one block-range partition.",
 )
 
@@ -27,7 +26,7 @@ def block_partitions_sensor(context: dg.SensorEvaluationContext, chain: ChainNod
     """Add every block range that is complete and `confirmations` deep, and request its ingestion."""
     with RpcClient(chain.url(), **chain.client_options()) as client:
         head = client.block_number()
-    keys = finalized_partition_keys(head, chain.confirmations, lake_partition_size(lake.lake))
+    keys = finalized_partition_keys(head, chain.confirmations, lake.partition_size_in_use())
     known = set(context.instance.get_dynamic_partitions(block_ranges.name))
     new = [key for key in keys if key not in known]
     if not new:
@@ -39,6 +38,7 @@ def block_partitions_sensor(context: dg.SensorEvaluationContext, chain: ChainNod
 
 
 mempool_schedule = dg.ScheduleDefinition(
+    name="mempool_schedule",
     job=mempool_job, cron_schedule="* * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Record ~50 s of txpool snapshots every minute.",
 )

@@ -194,7 +194,9 @@ def merge_partition(
             raise NodeError(f"{dataset} partition {key}: duplicate rows for the key {', '.join(keys)}")
     if normalize is not None:
         frame = normalize(frame)
-    table = to_table(frame, schema)
+    # One contiguous chunk per column: the file's bytes then depend only on the rows, not on how batches
+    # happened to arrive, so a re-run writes a byte-identical file.
+    table = to_table(frame.rechunk(), schema)
     write_parquet_atomic(path, table)
     return table.num_rows
 

@@ -75,7 +75,7 @@ def raw_asset(name: str) -> dg.AssetsDefinition:
         url = chain.url()
         addresses, tokens = lake.tracked(url)
         report = ingest(url, f"{start}:{end + 1}", [name], lake.lake, addresses=addresses, tokens=tokens,
-                        **chain.client_options())
+                        partition_size=lake.partition_size_in_use(), **chain.client_options())
         frame = read_range(lake.lake, name, start, end)
         context.log.info(report.summary())
         return dg.MaterializeResult(

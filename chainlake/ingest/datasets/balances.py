@@ -15,13 +15,14 @@ Semantics (what a row means):
 
 How changes are found: candidate blocks are gathered cheaply, then *confirmed* with the historical calls,
 so a false candidate costs one call and never a row:
-- ERC-20: `Transfer` logs of the tracked tokens with the address as sender or receiver;
+- ERC-20: any log of a tracked token that mentions the address in a topic or in its data (Transfer,
+  and also WETH's Deposit/Withdrawal, mints, burns);
 - native: from `trace_block`, every transaction it sent (gas) and every trace moving value to or from it
   (top-level and internal calls, creates, selfdestructs, rewards); from the headers, blocks it mined
   (fees) and withdrawals to it. Without a
   trace method every block is a candidate (exact, but more calls).
-Limits: a token that changes balances without a Transfer event (rebasing, fee-on-transfer accounting
-that emits nothing) is only re-read at anchors.
+Limits: a token that changes balances without any event naming the holder (rebasing tokens), and ether
+moved by a node-level edit (anvil_setBalance), are only re-read at anchors.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from chainlake.ingest.convert import uint256_frame
 from chainlake.errors import MethodUnsupported
 from chainlake.rpc import Call, RpcError, raise_for_error
 
-TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 BALANCE_OF = "0x70a08231"
 HEADER = pl.Struct({
     "miner": pl.String, "withdrawals": pl.List(pl.Struct({"address": pl.String})),
@@ -52,22 +52,21 @@ TRACE = pl.Struct({
 _ZERO_VALUE = ("0x0", "0x", "0x00", None)
 
 
-def topic_address(topic: pl.Expr) -> pl.Expr:
-    """The address in an indexed 32-byte topic."""
-    return pl.concat_str(pl.lit("0x"), topic.str.slice(26, 40)).str.to_lowercase()
-
-
 # -- candidates ------------------------------------------------------------------------------------------
 def token_candidates(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
-    """(block_number, address, token) from Transfer logs touching a tracked address."""
+    """(block_number, address, token) from any log of a tracked token that mentions a tracked address.
+
+    Not only Transfer: WETH-style Deposit/Withdrawal, mints and burns move balances too. A mention is the
+    address's 40 hex digits anywhere in topics 1-3 or the data (over-approximates; confirmation filters).
+    """
     if not ctx.tokens:
         return pl.DataFrame(schema={"block_number": pl.Int64, "address": pl.String, "token": pl.String})
-    filters = {"address": list(ctx.tokens), "topics": [TRANSFER_TOPIC]}
-    logs = fetch_logs(ctx, blocks, 1000, filters)
-    tracked = list(ctx.addresses)
-    sides = [logs.select("block_number", topic_address(pl.col(t)).alias("address"), pl.col("address").alias("token"))
-             for t in ("topic1", "topic2")]
-    return pl.concat(sides).filter(pl.col("address").is_in(tracked)).unique()
+    logs = fetch_logs(ctx, blocks, 1000, {"address": list(ctx.tokens)})
+    pattern = "(" + "|".join(a[2:] for a in ctx.addresses) + ")"
+    text = pl.concat_str("topic1", "topic2", "topic3", "data", separator="|", ignore_nulls=True).str.to_lowercase()
+    mentions = logs.select("block_number", pl.col("address").alias("token"), text.str.extract_all(pattern).alias("hit"))
+    return (mentions.explode("hit").drop_nulls("hit")
+            .select("block_number", pl.concat_str(pl.lit("0x"), "hit").alias("address"), "token").unique())
 
 
 def native_candidates(ctx: Context, blocks: BlockRange) -> pl.DataFrame:

@@ -102,8 +102,16 @@ def _frame_row(node: dict, block: int, block_hash, tx_hash, position: int, addre
         "from_address": (node.get("from") or "").lower() or None, "to_address": (node.get("to") or "").lower() or None,
         "value_hex": node.get("value") or "0x0", "gas": node.get("gas"), "gas_used": node.get("gasUsed"),
         "input": node.get("input") if trace_type != "suicide" else None,
-        "output": node.get("output") if trace_type != "suicide" else None, "error": node.get("error"),
+        "output": _output(node, trace_type), "error": node.get("error"),
     }
+
+
+def _output(node: dict, trace_type: str) -> str | None:
+    """parity's output: none for suicides; '0x' when a frame returned nothing (callTracer omits the
+    field then); revert data is kept, as anvil's trace_block does."""
+    if trace_type == "suicide":
+        return None
+    return node.get("output") or "0x"
 
 
 def collect_debug(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
