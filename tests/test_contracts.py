@@ -12,7 +12,8 @@ import math
 import pytest
 from eth_utils import keccak
 
-from chainlake.devnet import Anvil, deploy
+from chainlake.devnet import Anvil
+from chainlake.devnet.deploy import deploy  # the submodule `chainlake.devnet.deploy` shadows a package-level name
 from chainlake.devnet.amm import arb_trade, best_sandwich, get_amount_in, get_amount_out, simulate_sandwich
 from chainlake.devnet.contracts import BUILD_DIR, compile_all, load, sources
 from chainlake.devnet.rpc import Rpc, decode_result, encode_call, event_topic

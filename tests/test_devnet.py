@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 import polars as pl
 
 from chainlake.devnet import Devnet, DevnetLayout, run_devnet
+from chainlake.devnet.anvil import dev_account
 from chainlake.devnet.rpc import Rpc, event_topic
 
 SWAP = event_topic("Swap(address,uint256,uint256,uint256,uint256,address)")
@@ -122,6 +123,7 @@ def test_layout_round_trips_and_uses_lowercase_hex(devnet, tmp_path):
     assert all(a == a.lower() and a.startswith("0x") and len(a) == 42 for a in addresses)
     assert layout.tokens["USDC"].decimals == 6 and layout.tokens["WETH"].decimals == 18
     assert len(layout.pools) >= 3
+    assert dev_account(0)[0] == layout.deployer and dev_account(1)[0] == layout.agents["noise_0"]
 
 
 def _port_open(port: int) -> bool:

@@ -9,17 +9,36 @@
 
 from __future__ import annotations
 
+import importlib
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from chainlake.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC, Anvil
-from chainlake.devnet.deploy import DevnetLayout, PoolInfo, TokenInfo, deploy
-from chainlake.devnet.market import Market, MarketSummary, Observer, run_market
+from chainlake.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC, Anvil, dev_account
+
+if TYPE_CHECKING:
+    from chainlake.devnet.deploy import DevnetLayout, PoolInfo, TokenInfo
+    from chainlake.devnet.market import Market, MarketSummary, Observer, run_market
+
+# Imported on first use (PEP 562): keeps `import chainlake.devnet` light for the CLI, and lets
+# `python -m chainlake.devnet.contracts` run without the package importing that module first.
+_LAZY = {
+    "DevnetLayout": "deploy", "PoolInfo": "deploy", "TokenInfo": "deploy",
+    "Market": "market", "MarketSummary": "market", "Observer": "market", "run_market": "market",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"chainlake.devnet.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'chainlake.devnet' has no attribute {name!r}")
+
 
 __all__ = [
-    "Anvil", "DEVNET_CHAIN_ID", "DEVNET_MNEMONIC", "Devnet", "DevnetLayout", "Market", "MarketSummary",
-    "Observer", "PoolInfo", "TokenInfo", "deploy", "run_devnet", "run_market",
+    "Anvil", "DEVNET_CHAIN_ID", "DEVNET_MNEMONIC", "Devnet", "dev_account", "DevnetLayout", "Market", "MarketSummary",
+    "Observer", "PoolInfo", "TokenInfo", "run_devnet", "run_market",
 ]
 
 DEFAULT_LAYOUT_PATH = Path(__file__).resolve().parents[2] / "build" / "devnet" / "layout.json"
@@ -46,6 +65,9 @@ class Devnet:
         return self.anvil.url
 
     def start(self) -> "Devnet":
+        from chainlake.devnet.deploy import deploy
+        from chainlake.devnet.market import Market
+
         self.anvil.start()
         try:
             self.layout = deploy(self.url)
@@ -92,7 +114,7 @@ def run_devnet(
 ) -> MarketSummary | None:
     """Serve a devnet for the CLI: print its URL and layout path, mine until `blocks` or Ctrl-C, then stop anvil."""
     layout_path = Path(layout_path) if layout_path is not None else DEFAULT_LAYOUT_PATH
-    with Devnet(seed=seed, port=port, block_time=block_time, txs_per_block=txs_per_block) as dn:
+    with _sigterm_as_interrupt(), Devnet(seed=seed, port=port, block_time=block_time, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(layout_path)
         print(f"devnet: {dn.url} (chain id {dn.layout.chain_id})", flush=True)
         print(f"layout: {layout_path}", flush=True)
@@ -110,3 +132,20 @@ def run_devnet(
             flush=True,
         )
         return summary
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C while serving, so `with Devnet` still stops anvil (default SIGTERM would orphan it)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -93,9 +93,11 @@ class Anvil:
         fd, log = tempfile.mkstemp(prefix="anvil-", suffix=".log")
         self.log_path = Path(log)
         # Default signal handlers in the child, so SIGTERM stops it even if our shell ignored them.
+        # Its own session: a terminal Ctrl-C reaches only us, and we stop anvil after our cleanup
+        # (otherwise anvil dies first and the final receipts/summary calls fail).
         self.process = subprocess.Popen(
             self.command(), stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_reset_signals,
+            preexec_fn=_reset_signals, start_new_session=True,
         )
         os.close(fd)
         self._wait_ready(timeout)
@@ -143,3 +145,16 @@ class Anvil:
 def _reset_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def dev_account(index: int) -> tuple[str, str]:
+    """(lowercase address, 0x private key) of anvil dev account `index`, derived from DEVNET_MNEMONIC.
+
+    The market sends through anvil's unlocked accounts; this is for code that must sign itself
+    (eth_sendRawTransaction, off-chain signatures). BIP-44 path m/44'/60'/0'/0/index, as anvil uses.
+    """
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(DEVNET_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account.address.lower(), account.key.to_0x_hex()

@@ -200,12 +200,13 @@ class Market:
         deadline = ts + DEADLINE_SLACK
         txs = self._arb_txs(deadline)
         txs += [self._flow_tx(deadline) for _ in range(max(0, self.txs_per_block - len(txs)))]
-        self._send([tx for tx in txs if tx is not None])
+        self._send(txs)
         pool = self.rpc.call("txpool_content")
-        bot = self._sandwich_txs(pool, deadline)
-        if bot:
-            self._send(bot[1:])
-            self.sandwiches.append((bot[1].hash, bot[0], bot[2].hash))
+        sandwich = self._sandwich_txs(pool, deadline)
+        if sandwich is not None:
+            victim_hash, front, back = sandwich
+            self._send([front, back])
+            self.sandwiches.append((front.hash, victim_hash, back.hash))
             self.sandwiches_attempted += 1
             if observers:
                 pool = self.rpc.call("txpool_content")
@@ -263,7 +264,8 @@ class Market:
             txs.append(Tx(agent, self.layout.router, data, gas=GAS["swap"], tip=self._tip(3, 6), kind="arb"))
         return txs
 
-    def _flow_tx(self, deadline: int) -> Tx | None:
+    def _flow_tx(self, deadline: int) -> Tx:
+        """One non-arbitrage transaction, its kind drawn from FLOW_MIX."""
         u, acc = self.rng.random(), 0.0
         for kind, p in FLOW_MIX.items():
             acc += p
@@ -343,10 +345,10 @@ class Market:
         args = (base, quote, base_amount, quote_amount * 101 // 100, base_amount * 97 // 100, quote_amount * 97 // 100, lp, deadline)
         return Tx(lp, self.layout.router, encode_call(ADD_LIQUIDITY, *args), gas=GAS["add_liquidity"], tip=self._tip(0.5, 2), kind="lp")
 
-    def _sandwich_txs(self, txpool: dict, deadline: int) -> list | None:
+    def _sandwich_txs(self, txpool: dict, deadline: int) -> tuple[str, Tx, Tx] | None:
         """Sandwich bot: find the most profitable pending router swap and bracket it by fee.
 
-        Returns [victim_hash, front_tx, back_tx] or None. The front-run bids just above the victim's fee
+        Returns (victim_hash, front_tx, back_tx) or None. The front-run bids just above the victim's fee
         and the back-run just below, so a fee-ordered block puts them front, victim, back. One sandwich
         per block: the bot's own nonces would otherwise interleave its brackets.
         """
@@ -364,7 +366,7 @@ class Market:
                    gas=GAS["swap"], tip=v_tip + 1, max_fee=v_max + 1, kind="sandwich")
         back = Tx(bot, self.layout.router, encode_call(SWAP_EXACT_IN, plan.front_out, 0, [token_out, token_in], bot, deadline),
                   gas=GAS["swap"], tip=max(1, v_tip - 1), max_fee=v_max - 1, kind="sandwich")
-        return [victim["hash"], front, back]
+        return victim["hash"], front, back
 
     def _plan_sandwich(self, victim: dict):
         """Decode a pending router swap and size a sandwich on it; None when it is not worth it."""
