@@ -6,7 +6,9 @@
 2. for each dataset, alternately runs chainlake's `ingest` (in process) and `cryo.freeze` (in a separate
    venv, `bench/.cryo-venv`, created here on first use: cryo 0.3.2 needs an older polars than ours) on the
    same block range into fresh directories, `--repeats` times, and keeps each tool's best wall time;
-3. checks both wrote the same number of rows, prints a table and writes bench/RESULTS.md.
+3. checks both wrote the same number of rows, prints a table and writes bench/RESULTS.md (the generated
+   part between its markers; the analysis around it is kept). The node's own CPU time during each run
+   is reported too: on 2 cores the node and the client share the CPU, so it bounds what any client gets.
 
 Timing: chainlake = wall time of the `ingest()` call; cryo = wall time of the `cryo.freeze()` call, measured
 inside its own process (interpreter start and imports excluded for both).
@@ -64,25 +66,35 @@ def parquet_rows(directory: Path) -> int:
     return sum(pq.read_metadata(p).num_rows for p in directory.rglob("*.parquet") if ".cryo" not in p.parts)
 
 
-def run_cryo(python: Path, url: str, dataset: str, spec: str, work: Path) -> tuple[float, int]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (to show how much of a run the node itself costs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cryo(python: Path, url: str, dataset: str, spec: str, work: Path, node_pid: int) -> tuple[float, int, float]:
     out = work / f"cryo-{dataset}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    node_before = cpu_seconds(node_pid)
     done = subprocess.run([str(python), "-c", CRYO_RUNNER, url, dataset, spec, str(out)], check=True,
                           capture_output=True, text=True)
+    node_cpu = cpu_seconds(node_pid) - node_before
     seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-    return seconds, parquet_rows(out)
+    return seconds, parquet_rows(out), node_cpu
 
 
-def run_chainlake(url: str, dataset: str, spec: str, work: Path) -> tuple[float, int]:
+def run_chainlake(url: str, dataset: str, spec: str, work: Path, node_pid: int) -> tuple[float, int, float]:
     lake = work / f"chainlake-{dataset}"
     shutil.rmtree(lake, ignore_errors=True)
+    node_before = cpu_seconds(node_pid)
     started = time.perf_counter()
     report = ingest(url, spec, [dataset], lake)
     seconds = time.perf_counter() - started
+    node_cpu = cpu_seconds(node_pid) - node_before
     rows = parquet_rows(lake / dataset)
     assert rows == report.rows[dataset], (rows, report.rows)
-    return seconds, rows
+    return seconds, rows, node_cpu
 
 
 def machine() -> dict:
@@ -102,7 +114,9 @@ def machine() -> dict:
 
 def bench(blocks: int, txs_per_block: int, repeats: int, seed: int) -> tuple[list[dict], dict]:
     python = cryo_python()
-    with Devnet(seed=seed, txs_per_block=txs_per_block) as dn, tempfile.TemporaryDirectory(dir=BENCH) as tmp:
+    work = BENCH / ".work"  # git-ignored scratch space
+    work.mkdir(exist_ok=True)
+    with Devnet(seed=seed, txs_per_block=txs_per_block) as dn, tempfile.TemporaryDirectory(dir=work) as tmp:
         started = time.perf_counter()
         summary = dn.run(blocks)
         build_s = time.perf_counter() - started
@@ -114,13 +128,15 @@ def bench(blocks: int, txs_per_block: int, repeats: int, seed: int) -> tuple[lis
         results = []
         for dataset in DATASETS:
             ours, theirs = [], []
+            pid = dn.anvil.process.pid
             for _ in range(repeats):  # alternate so neither tool always runs on a warmer node
-                ours.append(run_chainlake(dn.url, dataset, spec, Path(tmp)))
-                theirs.append(run_cryo(python, dn.url, dataset, spec, Path(tmp)))
-            (c_s, c_rows), (k_s, k_rows) = min(ours), min(theirs)
+                ours.append(run_chainlake(dn.url, dataset, spec, Path(tmp), pid))
+                theirs.append(run_cryo(python, dn.url, dataset, spec, Path(tmp), pid))
+            (c_s, c_rows, c_node), (k_s, k_rows, k_node) = min(ours), min(theirs)
             row = {"dataset": dataset, "rows_chainlake": c_rows, "rows_cryo": k_rows,
                    "chainlake_s": c_s, "cryo_s": k_s, "chainlake_rows_s": c_rows / c_s, "cryo_rows_s": k_rows / k_s,
-                   "ratio": (c_rows / c_s) / (k_rows / k_s) if k_rows else float("nan")}
+                   "ratio": (c_rows / c_s) / (k_rows / k_s) if k_rows else float("nan"),
+                   "node_cpu_chainlake": c_node, "node_cpu_cryo": k_node}
             results.append(row)
             print(format_row(row), flush=True)
     return results, chain
@@ -135,13 +151,14 @@ def format_row(r: dict) -> str:
 
 def markdown(results: list[dict], chain: dict, info: dict, repeats: int) -> str:
     lines = [
-        "| dataset | rows chainlake | rows cryo | chainlake s | cryo s | chainlake rows/s | cryo rows/s | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | rows chainlake | rows cryo | chainlake s | cryo s | chainlake rows/s | cryo rows/s | ratio "
+        "| node CPU s (chainlake / cryo) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| {r['dataset']} | {r['rows_chainlake']:,} | {r['rows_cryo']:,} | {r['chainlake_s']:.3f} | "
                      f"{r['cryo_s']:.3f} | {r['chainlake_rows_s']:,.0f} | {r['cryo_rows_s']:,.0f} | "
-                     f"{r['ratio']:.2f}x |")
+                     f"{r['ratio']:.2f}x | {r['node_cpu_chainlake']:.2f} / {r['node_cpu_cryo']:.2f} |")
     return "\n".join(lines) + "\n" + (
         f"\nMachine: {info['nproc']} cores, {info['cpu']}, {info['memory']} RAM, Python {info['python']}, "
         f"anvil 1.7.1, cryo {CRYO_VERSION}.\n"

@@ -31,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -222,7 +222,6 @@ class RpcClient:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._capabilities: dict[str, bool] = {}
-        self._ids = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -459,9 +458,3 @@ def read_batch_frame(body: bytes, result_dtype: pl.DataType, sent: Sequence[Call
     if frame.height != len(sent):
         raise ValueError("batch answer has the wrong length")
     return frame.drop("error").sort("id")
-
-
-def chunked(items: Iterable[T], size: int) -> list[list[T]]:
-    """Split into lists of at most `size` items."""
-    items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -6,7 +6,6 @@ The node is asked directly (plain httpx, not chainlake's client) for the numbers
 from __future__ import annotations
 
 import json
-import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

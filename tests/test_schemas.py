@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from chainlake.errors import NodeError
 from chainlake.ingest import DATASETS, SCHEMAS, ingest, partition_files
 from chainlake.ingest import schemas as schemas_module
-from chainlake.ingest.convert import check_quantities, hex_to_decimal, hex_to_int, quantity, uint256_frame
+from chainlake.ingest.convert import (
+    check_quantities, checked, hex_to_decimal, hex_to_int, lowercase, quantity, uint256_frame,
+)
 
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
 # Mostly large values, with the 2^128 boundary (native parse vs Python fallback) well covered.
@@ -49,12 +51,18 @@ def test_int64_quantities(values):
 
 
 def test_empty_hex_reads_as_zero():
-    out = pl.DataFrame({"q": ["0x", "0x0"]}).select(quantity("q"))
-    assert out["q"].to_list() == [0, 0]
+    raw = pl.DataFrame({"q": ["0x", "0x0", None]})
+    out = checked(raw.select(quantity("q").alias("n")), raw, {"n": "q"}, "test")
+    assert out["n"].to_list() == [0, 0, None]
     assert uint256_frame(pl.DataFrame({"v": ["0x"]}), "v", "x")["x"].to_list() == ["0"]
 
 
-@pytest.mark.parametrize("bad", [hex(2**63), "0xzz", "12"])
+def test_uppercase_hex_is_lowercased():
+    frame = pl.DataFrame({"a": ["0xAbC", "0xabc", None], "b": ["0xff", "0x1", None]})
+    assert lowercase(frame, ["a", "b"])["a"].to_list() == ["0xabc", "0xabc", None]
+
+
+@pytest.mark.parametrize("bad", [hex(2**63), "0xzz", "12", "-0x1"])
 def test_quantity_overflow_or_garbage_is_an_error(bad):
     raw = pl.DataFrame({"q": [bad]})
     out = raw.select(quantity("q").alias("n"))

@@ -34,13 +34,10 @@ def int_to_hex(value: int) -> str:
 
 
 def quantity(col: str | pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
-    """Hex quantity -> integer ('0x' reads as 0). Non-strict: a value without the 0x prefix, not hex, or
-    too large becomes null, and `check_quantities` turns that into an error."""
+    """Hex quantity -> integer, one native pass. Non-strict: odd values (no 0x, not hex, too large, the
+    empty '0x') become null, and `checked` fixes '0x' to 0 and raises for the rest."""
     expr = pl.col(col) if isinstance(col, str) else col
-    digits = expr.str.strip_prefix("0x")
-    parsed = (pl.when(~expr.str.starts_with("0x")).then(pl.lit(None, dtype))
-              .when(digits == "").then(pl.lit(0, dtype))
-              .otherwise(digits.str.to_integer(base=16, dtype=dtype, strict=False)))
+    parsed = expr.str.strip_prefix("0x").str.to_integer(base=16, dtype=dtype, strict=False)
     return parsed.alias(col) if isinstance(col, str) else parsed
 
 
@@ -48,21 +45,41 @@ def flexible_quantity(col: str | pl.Expr) -> pl.Expr:
     """A number that some nodes send as hex and others as a JSON integer (read as a decimal string)."""
     expr = pl.col(col) if isinstance(col, str) else col
     return (
-        pl.when(expr.str.starts_with("0x")).then(quantity(expr))
+        pl.when(expr.str.starts_with("0x")).then(expr.str.strip_prefix("0x").str.to_integer(base=16, strict=False))
         .otherwise(expr.str.to_integer(base=10, dtype=pl.Int64, strict=False))
     )
 
 
-def check_quantities(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> None:
-    """Raise if a converted column is null where its hex source was not (overflow or not hex).
+def checked(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> pl.DataFrame:
+    """Validate converted quantities against their sources; returns `out` with '0x' read as 0.
 
-    `pairs` maps a column of `out` to its source column in `raw` (same rows, same order).
+    `pairs` maps a column of `out` to its source column in `raw` (same rows, same order). A source that
+    is not a 0x hex quantity fitting int64 is an error naming the value, never a silent null.
     """
+    fixes = []
     for dst, src in pairs.items():
-        bad = out[dst].is_null() & raw[src].is_not_null()
-        if bad.any():
-            value = raw[src].filter(bad)[0]
+        source = raw[src]
+        bad = out[dst].is_null() & source.is_not_null()
+        bad = bad | (source.is_not_null() & ~source.str.starts_with("0x"))
+        if not bad.any():
+            continue
+        values = source.filter(bad)
+        if (values != "0x").any():
+            value = values.filter(values != "0x")[0]
             raise NodeError(f"{what}: {src} value {value!r} is not a hex quantity that fits int64")
+        fixes.append(pl.when(pl.Series(bad)).then(pl.lit(0, out.schema[dst])).otherwise(pl.col(dst)).alias(dst))
+    return out.with_columns(fixes) if fixes else out
+
+
+def check_quantities(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> None:
+    """Raise if a converted column does not hold its source's value (see `checked`)."""
+    checked(out, raw, pairs, what)
+
+
+def lowercase(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Lowercase hex columns, only those that hold an uppercase digit (nodes normally send lowercase)."""
+    upper = [c for c in columns if frame[c].str.contains("[A-F]").any()]
+    return frame.with_columns(pl.col(upper).str.to_lowercase()) if upper else frame
 
 
 def uint256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:

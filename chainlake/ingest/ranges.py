@@ -22,7 +22,7 @@ of the lake's partition size, so each block lies in exactly one partition and a 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 from chainlake.errors import ConfigError

@@ -49,7 +49,7 @@ TRACE = pl.Struct({
                          "refundAddress": pl.String, "balance": pl.String, "author": pl.String}),
     "result": pl.Struct({"address": pl.String}), "traceAddress": pl.List(pl.Int64),
 })
-_ZERO_VALUE = ("0x0", "0x", "0x00", None)
+_ZERO_VALUE = ("0x0", "0x", "0x00")
 
 
 # -- candidates ------------------------------------------------------------------------------------------
@@ -141,7 +141,9 @@ def _parse_balances(body: bytes, sent: list[Call]) -> list[str | None]:
                     raise
                 continue  # balanceOf reverted: no balance at this block
         result = item.get("result")
-        out[i] = result if isinstance(result, str) and len(result) > 2 else None
+        if not isinstance(result, str) or len(result) <= 2:
+            continue  # "0x": no code at the token address (not deployed yet)
+        out[i] = result if method == "eth_getBalance" else result[:66]  # balanceOf: the first ABI word
     return out
 
 

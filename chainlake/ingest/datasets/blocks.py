@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import check_quantities, quantity
-from chainlake.ingest.dataset import Context, Dataset, block_calls, concat
+from chainlake.ingest.convert import checked, lowercase, quantity
+from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import BLOCKS
 
@@ -27,17 +27,16 @@ def convert(frame: pl.DataFrame) -> pl.DataFrame:
     out = raw.select(
         *[quantity(src).alias(dst) for dst, src in INTS.items()],
         pl.col("hash").alias("block_hash"), pl.col("parentHash").alias("parent_hash"),
-        pl.col("miner").str.to_lowercase(),
+        pl.col("miner"),
         pl.col("transactions").list.len().cast(pl.Int64).alias("transaction_count"),
         pl.col("extraData").alias("extra_data"),
     )
-    check_quantities(out, raw, INTS, "blocks")
-    return out
+    return lowercase(checked(out, raw, INTS, "blocks"), ["block_hash", "parent_hash", "miner"])
 
 
 def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
     calls = block_calls("eth_getBlockByNumber", blocks, False)
-    return convert(concat(ctx.client.frames(calls, HEADER), HEADER))
+    return convert(concat(ctx.client.frames(calls, HEADER, batch_size(ctx, 100)), HEADER))
 
 
 DATASET = Dataset(

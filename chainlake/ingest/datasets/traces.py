@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import check_quantities, flexible_quantity, quantity, uint256_frame
-from chainlake.ingest.dataset import Context, Dataset, block_calls, concat, with_block_numbers
+from chainlake.ingest.convert import checked, flexible_quantity, lowercase, quantity, uint256_frame
+from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat, with_block_numbers
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import TRACES
 
@@ -31,43 +31,38 @@ TRACE = pl.Struct({
     "traceAddress": pl.List(pl.Int64), "transactionHash": pl.String, "transactionPosition": pl.String,
     "blockHash": pl.String, "type": pl.String,
 })
-INTS = {"gas": "gas", "gas_used": "gasUsed", "transaction_position": "transactionPosition"}
-
-
-def _pick(kind: str, **by_type: pl.Expr) -> pl.Expr:
-    """A column whose source field depends on the trace type."""
-    expr = None
-    for trace_type, value in by_type.items():
-        cond = pl.col("type") == trace_type
-        expr = pl.when(cond).then(value) if expr is None else expr.when(cond).then(value)
-    return expr.otherwise(None).alias(kind)
+BATCH = 10  # blocks per request (see dataset.batch_size)
 
 
 def convert_parity(frame: pl.DataFrame, blocks: BlockRange) -> pl.DataFrame:
-    """trace_block answers -> rows of the traces schema (type-dependent fields mapped to common columns)."""
+    """trace_block answers -> rows of the traces schema.
+
+    Type-dependent fields map to common columns with `coalesce`: each trace type fills only its own
+    action/result fields (call: to/input/output, create: init/result.address/code, suicide:
+    address/refundAddress/balance, reward: author/rewardType), the others are null.
+    """
     if frame["result"].null_count():
         raise NodeError("trace_block returned nothing for a requested block")
     raw = (with_block_numbers(frame, blocks)
            .select("block_number", "result").explode("result").filter(pl.col("result").is_not_null())
            .unnest("result").unnest("action").unnest("result", separator="|"))
-    raw = raw.with_columns(pl.col("type").replace("selfdestruct", "suicide"))
     out = raw.select(
         "block_number", pl.col("blockHash").alias("block_hash"), pl.col("transactionHash").alias("transaction_hash"),
         flexible_quantity("transactionPosition").alias("transaction_position"),
         pl.int_range(pl.len(), dtype=pl.Int64).over("block_number").alias("trace_index"),
-        pl.col("traceAddress").alias("trace_address"), "subtraces", "type",
-        _pick("call_type", call=pl.col("callType"), create=pl.col("creationMethod"), reward=pl.col("rewardType")),
-        _pick("from_address", call=pl.col("from"), create=pl.col("from"), suicide=pl.col("address")).str.to_lowercase(),
-        _pick("to_address", call=pl.col("to"), create=pl.col("result|address"), suicide=pl.col("refundAddress"),
-              reward=pl.col("author")).str.to_lowercase(),
-        _pick("value_hex", call=pl.col("value"), create=pl.col("value"), suicide=pl.col("balance"),
-              reward=pl.col("value")),
+        pl.col("traceAddress").alias("trace_address"), "subtraces",
+        pl.col("type").replace("selfdestruct", "suicide"),
+        pl.coalesce("callType", "creationMethod", "rewardType").alias("call_type"),
+        pl.coalesce("from", "address").alias("from_address"),
+        pl.coalesce("to", "result|address", "refundAddress", "author").alias("to_address"),
+        pl.coalesce("value", "balance").alias("value_hex"),
         quantity("gas").alias("gas"), quantity("result|gasUsed").alias("gas_used"),
-        _pick("input", call=pl.col("input"), create=pl.col("init")),
-        _pick("output", call=pl.col("result|output"), create=pl.col("result|code")),
+        pl.coalesce("input", "init").alias("input"),
+        pl.coalesce("result|output", "result|code").alias("output"),
         "error",
     )
-    check_quantities(out, raw, {"gas": "gas", "gas_used": "result|gasUsed"}, "traces")
+    out = checked(out, raw, {"gas": "gas", "gas_used": "result|gasUsed"}, "traces")
+    out = lowercase(out, ["block_hash", "transaction_hash", "from_address", "to_address"])
     return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 
@@ -126,8 +121,9 @@ def collect_debug(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
         rows += flatten_call_frames(block, header.get("hash"), header.get("transactions") or [], answers or [])
     schema = {name: dtype for name, dtype in _DEBUG_SCHEMA.items()}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    frame = frame.with_columns(quantity("gas").alias("gas"), quantity("gas_used").alias("gas_used"))
-    return uint256_frame(frame, "value_hex", "value").drop("value_hex")
+    out = frame.with_columns(quantity("gas").alias("gas"), quantity("gas_used").alias("gas_used"))
+    out = checked(out, frame, {"gas": "gas", "gas_used": "gas_used"}, "traces")
+    return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 
 _DEBUG_SCHEMA = {
@@ -141,7 +137,7 @@ _DEBUG_SCHEMA = {
 
 def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
     if ctx.methods["traces"] == "trace_block":
-        frames = ctx.client.frames(block_calls("trace_block", blocks), pl.List(TRACE))
+        frames = ctx.client.frames(block_calls("trace_block", blocks), pl.List(TRACE), batch_size(ctx, BATCH))
         return convert_parity(concat(frames, pl.List(TRACE)), blocks)
     return collect_debug(ctx, blocks)
 

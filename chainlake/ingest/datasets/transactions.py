@@ -11,8 +11,8 @@ from __future__ import annotations
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import check_quantities, quantity, uint256_frame
-from chainlake.ingest.dataset import Context, Dataset, block_calls, concat, in_parallel
+from chainlake.ingest.convert import checked, lowercase, quantity, uint256_frame
+from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat, in_parallel
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import TRANSACTIONS
 
@@ -27,6 +27,7 @@ RECEIPT = pl.Struct({
     "gasUsed": pl.String, "effectiveGasPrice": pl.String, "cumulativeGasUsed": pl.String,
     "contractAddress": pl.String, "logs": pl.List(pl.Struct({"logIndex": pl.String})),
 })
+BODY_BATCH, RECEIPT_BATCH = 10, 10  # blocks per request (see dataset.batch_size)
 BODY_INTS = {
     "block_number": "number", "block_timestamp": "timestamp", "transaction_index": "transactionIndex",
     "nonce": "nonce", "gas_limit": "gas", "gas_price": "gasPrice", "max_fee_per_gas": "maxFeePerGas",
@@ -47,10 +48,10 @@ def convert_bodies(frame: pl.DataFrame) -> pl.DataFrame:
            .select("number", "timestamp", pl.col("transactions").struct.unnest()))
     out = raw.select(
         *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
-        pl.col("hash").alias("transaction_hash"), pl.col("from").str.to_lowercase().alias("from_address"),
-        pl.col("to").str.to_lowercase().alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
+        pl.col("hash").alias("transaction_hash"), pl.col("from").alias("from_address"),
+        pl.col("to").alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
     )
-    check_quantities(out, raw, BODY_INTS, "transactions")
+    out = lowercase(checked(out, raw, BODY_INTS, "transactions"), ["transaction_hash", "from_address", "to_address"])
     return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 
@@ -64,17 +65,17 @@ def convert_receipts(frame: pl.DataFrame) -> pl.DataFrame:
     raw = result.unnest("result")
     out = raw.select(
         *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
-        pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").str.to_lowercase().alias("contract_address"),
+        pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").alias("contract_address"),
         pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
     )
-    check_quantities(out, raw, RECEIPT_INTS, "receipts")
-    return out
+    return lowercase(checked(out, raw, RECEIPT_INTS, "receipts"), ["r_hash", "contract_address"])
 
 
 def fetch_receipts(ctx: Context, blocks: BlockRange, bodies: pl.DataFrame | None) -> pl.DataFrame:
     if ctx.methods["receipts"] == "eth_getBlockReceipts":
         calls = block_calls("eth_getBlockReceipts", blocks)
-        return convert_receipts(concat(ctx.client.frames(calls, pl.List(RECEIPT)), pl.List(RECEIPT)))
+        frames = ctx.client.frames(calls, pl.List(RECEIPT), batch_size(ctx, RECEIPT_BATCH))
+        return convert_receipts(concat(frames, pl.List(RECEIPT)))
     calls = [("eth_getTransactionReceipt", [h]) for h in bodies["transaction_hash"]]
     return convert_receipts(concat(ctx.client.frames(calls, RECEIPT), RECEIPT))
 
@@ -92,7 +93,7 @@ def join(bodies: pl.DataFrame, receipts: pl.DataFrame | None, blocks: BlockRange
 
 
 def fetch_bodies(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
-    frames = ctx.client.frames(block_calls("eth_getBlockByNumber", blocks, True), BLOCK)
+    frames = ctx.client.frames(block_calls("eth_getBlockByNumber", blocks, True), BLOCK, batch_size(ctx, BODY_BATCH))
     return convert_bodies(concat(frames, BLOCK))
 
 
