@@ -2,6 +2,11 @@
 
 web3's per-call formatting costs far more than anvil needs to answer, and the market sends thousands of
 transactions per second, so the devnet speaks raw JSON-RPC and encodes calldata with eth_abi directly.
+
+Why not `chainlake.rpc.RpcClient` (the extraction client)? That one retries and fans batches out over
+threads, which is right for idempotent reads and wrong for the market's writes: a retried or reordered
+`eth_sendTransaction` batch double-sends or breaks nonce order. The driver here sends each batch once,
+in order, on one connection, and reports per-call errors to the sender.
 """
 
 from __future__ import annotations
