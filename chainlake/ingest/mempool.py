@@ -18,16 +18,15 @@ pool gives the same first-seen semantics at the poll interval's resolution.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from chainlake.errors import ConfigError
+from chainlake.ingest.lake import write_parquet_atomic
 
 OBSERVATIONS = "mempool_observations"
 MEMPOOL = "mempool"
@@ -136,21 +135,9 @@ class MempoolRecorder:
         last = pa.compute.max(table["last_seen_ms"]).as_py()
         out_dir = self.lake_dir / OBSERVATIONS
         path = out_dir / f"window_{first:013d}_{last:013d}_{os.getpid()}.parquet"
-        write_atomic(table, path)
+        write_parquet_atomic(path, table)
         self.seen = {}
         return path
-
-
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a hidden temp file in the target folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def watch(client, lake_dir: Path, seconds: float, interval: float = 0.5,
@@ -240,7 +227,7 @@ def build_mempool(lake_dir: Path) -> pa.Table:
         table = con.sql(MEMPOOL_SQL).to_arrow_table()
     finally:
         con.close()
-    write_atomic(table, lake_dir / MEMPOOL / "data.parquet")
+    write_parquet_atomic(lake_dir / MEMPOOL / "data.parquet", table)
     return table
 
 
