@@ -179,13 +179,17 @@ def demo(
     blocks: int = typer.Option(3000, help="Blocks of market activity to mine."),
     seed: int = typer.Option(7, help="Market seed."),
     txs_per_block: int = typer.Option(10, "--txs-per-block"),
+    partition_size: int = typer.Option(1000, "--partition-size", help="Blocks per lake partition."),
     lake: Path = Lake,
     catalog: Path = Catalog,
 ) -> None:
-    """Start the devnet, run the market, materialize every Dagster asset, print a summary."""
+    """Start the devnet, run the market, materialize every Dagster asset, print a summary.
+
+    The devnet is a new chain each time, so a lake left by an earlier devnet run is replaced."""
     from dagster_project.demo import run_demo
 
-    run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog)
+    run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog,
+             partition_size=partition_size)
 
 
 if __name__ == "__main__":

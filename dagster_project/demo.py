@@ -7,6 +7,7 @@ afterwards in `make dev`. The node lives only as long as this function.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from rich.table import Table
 
 from chainlake.catalog import query
 from chainlake.config import DEFAULT_LAYOUT
-from chainlake.devnet import Devnet
-from chainlake.ingest.lake import finalized_partition_keys, lake_partition_size, partition_range
+from chainlake.devnet import DEVNET_CHAIN_ID, Devnet
+from chainlake.errors import ConfigError
+from chainlake.ingest import DEFAULT_PARTITION_SIZE, finalized_partition_keys, partition_range, read_lake_config
 from chainlake.ingest.mempool import MempoolRecorder
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
@@ -33,7 +35,7 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_market(dn: Devnet, blocks: int, lake_dir: Path, console: Console) -> None:
+def run_market(dn: Devnet, blocks: int, lake_dir: Path, instance: dg.DagsterInstance, console: Console) -> None:
     """Mine `blocks` blocks of market activity, recording every txpool snapshot before each block."""
     recorder = MempoolRecorder(lake_dir)
 
@@ -43,25 +45,29 @@ def run_market(dn: Devnet, blocks: int, lake_dir: Path, console: Console) -> Non
         recorder.observe(txpool, next_block - 1, dn.market.timestamp + dn.market.interval / 2)
 
     summary = dn.run(blocks, observers=(observe,))
-    recorder.flush()
+    path = recorder.flush()
+    # The market's hook did the watching, so tell Dagster the observations asset has new data.
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        "mempool_observations", metadata={"snapshots": recorder.snapshots, "path": str(path)}))
     console.print(f"market: blocks {summary.first_block}..{summary.last_block}, "
                   f"{sum(summary.txs_sent.values()):,} txs ({summary.tx_per_s:.0f} tx/s), "
                   f"{summary.sandwiches_landed}/{summary.sandwiches_attempted} sandwiches landed; "
                   f"{recorder.snapshots} txpool snapshots recorded")
 
 
-def materialize_all(head: int, lake_dir: Path, catalog_path: Path, console: Console) -> list[str]:
+def materialize_all(head: int, lake_dir: Path, catalog_path: Path, partition_size: int,
+                    instance: dg.DagsterInstance, console: Console) -> list[str]:
     """Add the final partitions and materialize each (raw assets + checks), then mempool and catalog."""
     from dagster_project.definitions import defs
     from dagster_project.partitions import block_ranges
 
-    instance = dagster_instance()
     # Resources are configured per run, the same way the UI's launchpad would.
     run_config = {
-        "resources": {"lake": {"config": {"lake_dir": str(lake_dir), "catalog_path": str(catalog_path)}}},
+        "resources": {"lake": {"config": {"lake_dir": str(lake_dir), "catalog_path": str(catalog_path),
+                                          "partition_size": partition_size}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
-    keys = finalized_partition_keys(head, 0, lake_partition_size(lake_dir))
+    keys = finalized_partition_keys(head, 0, partition_size)
     instance.add_dynamic_partitions(block_ranges.name, keys)
     job = defs.resolve_job_def("raw_ingest_job")
     for key in keys:
@@ -78,7 +84,7 @@ def materialize_all(head: int, lake_dir: Path, catalog_path: Path, console: Cons
 
 def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     first, last = partition_range(keys[0])[0], partition_range(keys[-1])[1]
-    table = Table("dataset", "rows", "blocks", title=f"lake {lake_dir.resolve()} (blocks {first}-{last})")
+    table = Table("dataset", "rows", "blocks", title=f"lake: blocks {first}-{last}")
     for name in ("blocks", "transactions", "logs", "traces", "balances", "mempool"):
         row = query(f"select count(*) as n, min(block_number) as lo, max(block_number) as hi from {name}"
                     if name != "mempool" else
@@ -88,14 +94,32 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     return table
 
 
-def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path) -> None:
+def reset_devnet_lake(lake_dir: Path, console: Console) -> None:
+    """A new devnet is a new chain: drop a lake left by an earlier devnet run (never another chain's)."""
+    config = read_lake_config(lake_dir)
+    if config is not None and config.chain_id != DEVNET_CHAIN_ID:
+        raise ConfigError(f"{lake_dir} holds chain {config.chain_id}, not the devnet: pass another --lake")
+    if lake_dir.exists():
+        console.print(f"removing the previous devnet lake {lake_dir}")
+        shutil.rmtree(lake_dir)
+
+
+def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path,
+             partition_size: int = DEFAULT_PARTITION_SIZE) -> list[str]:
+    """Run the demo; returns the partition keys it materialized."""
     console = Console()
+    if blocks < partition_size:
+        raise ConfigError(f"--blocks {blocks} fills no {partition_size}-block partition: use at least {partition_size}")
+    instance = dagster_instance()
+    reset_devnet_lake(lake_dir, console)
     with Devnet(seed=seed, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(DEFAULT_LAYOUT)
         console.print(f"devnet: anvil at {dn.url}, layout in {DEFAULT_LAYOUT}")
-        run_market(dn, blocks, lake_dir, console)
-        head = dn.market.head
-        keys = materialize_all(head, lake_dir, catalog_path, console)
+        run_market(dn, blocks, lake_dir, instance, console)
+        keys = materialize_all(dn.market.head, lake_dir, catalog_path, partition_size, instance, console)
     console.print(summary_table(keys, catalog_path, lake_dir))
-    console.print(f"catalog: {catalog_path.resolve()}  (try: .venv/bin/chainlake sql \"select * from logs limit 5\")")
+    console.print(f"lake:    {lake_dir.resolve()}")
+    console.print(f"catalog: {catalog_path.resolve()}")
+    console.print('try:     .venv/bin/chainlake sql "select address, count(*) from logs group by 1"')
     console.print("UI: make dev, then open http://127.0.0.1:3000")
+    return keys
