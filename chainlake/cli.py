@@ -53,12 +53,14 @@ def devnet(
     seed: int = typer.Option(7, help="Seed of the simulated market (same seed, same chain)."),
     txs_per_block: int = typer.Option(10, "--txs-per-block", help="Market transactions per block."),
     layout: Path = typer.Option(DEFAULT_LAYOUT, help="Where to write the URL and contract addresses."),
+    keep_serving: bool = typer.Option(False, "--keep-serving", help="After --blocks, keep the node up "
+                                      "(no more market) until Ctrl-C, to ingest it from another terminal."),
 ) -> None:
     """Start anvil with the simulated DEX market (tokens, pools, traders, arbitrageurs, LPs, a sandwich bot)."""
     from chainlake.devnet import run_devnet
 
     run_devnet(port=port, blocks=blocks, block_time=block_time, seed=seed,
-               layout_path=layout, txs_per_block=txs_per_block)
+               layout_path=layout, txs_per_block=txs_per_block, keep_serving=keep_serving)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -111,8 +112,13 @@ def run_devnet(
     layout_path: str | Path | None = None,
     txs_per_block: int = 10,
     truth_path: str | Path | None = None,
+    keep_serving: bool = False,
 ) -> MarketSummary | None:
-    """Serve a devnet for the CLI: print its URL and layout path, mine until `blocks` or Ctrl-C, then stop anvil."""
+    """Serve a devnet for the CLI: print its URL and layout path, mine until `blocks` or Ctrl-C, then stop anvil.
+
+    With `keep_serving`, the node stays up after the last block (no more market) until Ctrl-C, so the chain
+    can be ingested from another terminal.
+    """
     layout_path = Path(layout_path) if layout_path is not None else DEFAULT_LAYOUT_PATH
     with _sigterm_as_interrupt(), Devnet(seed=seed, port=port, block_time=block_time, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(layout_path)
@@ -131,7 +137,18 @@ def run_devnet(
             f"({summary.tx_per_s:.0f} tx/s), {summary.sandwiches_landed}/{summary.sandwiches_attempted} sandwiches landed",
             flush=True,
         )
+        if keep_serving:
+            _serve_until_interrupted(dn.url)
         return summary
+
+
+def _serve_until_interrupted(url: str) -> None:
+    print(f"serving {url} until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping anvil", file=sys.stderr, flush=True)
 
 
 @contextmanager
