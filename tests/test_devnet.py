@@ -8,10 +8,12 @@ import statistics
 from collections import Counter, defaultdict
 
 import polars as pl
+import pytest
 
 from chainlake.devnet import Devnet, DevnetLayout, run_devnet
-from chainlake.devnet.anvil import dev_account
+from chainlake.devnet.anvil import Anvil, dev_account
 from chainlake.devnet.rpc import Rpc, event_topic
+from chainlake.errors import ConfigError
 
 SWAP = event_topic("Swap(address,uint256,uint256,uint256,uint256,address)")
 TOPICS = {
@@ -146,3 +148,9 @@ def test_anvil_is_stopped_after_the_context_exits(tmp_path, capsys):
     assert summary.blocks == 3
     port = int(out.split("http://127.0.0.1:")[1].split()[0])
     assert not _port_open(port)
+
+
+def test_a_busy_port_is_refused_not_shared(anvil):
+    """Starting on a port another node already serves must fail, not deploy onto that node."""
+    with pytest.raises(ConfigError, match=f"port {anvil.port} .* in use"):
+        Anvil(port=anvil.port).start()

@@ -44,6 +44,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class Anvil:
     """A running anvil process; use as a context manager.
@@ -90,6 +99,9 @@ class Anvil:
     def start(self, timeout: float = 20.0) -> "Anvil":
         if self.port is None:
             self.port = free_port()
+        elif not port_is_free(self.port):
+            # Otherwise the readiness probe would be answered by whatever already listens there.
+            raise ConfigError(f"port {self.port} on 127.0.0.1 is already in use: pick another --port or none")
         fd, log = tempfile.mkstemp(prefix="anvil-", suffix=".log")
         self.log_path = Path(log)
         # Default signal handlers in the child, so SIGTERM stops it even if our shell ignored them.
@@ -100,7 +112,11 @@ class Anvil:
             preexec_fn=_reset_signals, start_new_session=True,
         )
         os.close(fd)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:  # also Ctrl-C while waiting: anvil is in its own session, stop it ourselves
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -110,12 +126,11 @@ class Anvil:
                 raise NodeError(f"anvil exited with code {self.process.returncode}: {self._log_tail()}")
             try:
                 r = httpx.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
-                if r.status_code == 200:
+                if r.status_code == 200 and self.process.poll() is None:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        self.stop()
         raise NodeError(f"anvil did not answer on {self.url} within {timeout:.0f}s: {self._log_tail()}")
 
     def _log_tail(self) -> str:
