@@ -87,7 +87,10 @@ def query(sql: str, catalog_path: Path = DEFAULT_CATALOG, lake_dir: Path = DEFAU
     """
     if not catalog_path.exists():
         build_catalog(lake_dir, catalog_path)
-    con = duckdb.connect(str(catalog_path), read_only=True)
+    try:
+        con = duckdb.connect(str(catalog_path), read_only=True)
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open catalog {catalog_path}: {str(exc).splitlines()[0]}") from None
     try:
         relation = con.sql(sql)  # None for statements without a result, e.g. SET
         return relation.to_arrow_table() if relation is not None else pa.table({})

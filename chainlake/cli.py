@@ -23,7 +23,8 @@ app = typer.Typer(help="chainlake: an Ethereum data lake and feature store for D
 RpcUrl = typer.Option(None, "--rpc-url", help="JSON-RPC URL; default $ETH_RPC_URL, else the running devnet "
                                                "recorded in warehouse/devnet.json.")
 Lake = typer.Option(DEFAULT_LAKE, "--lake", help="Lake folder (Parquet files).")
-Catalog = typer.Option(DEFAULT_CATALOG, "--catalog", help="DuckDB catalog file.")
+Catalog = typer.Option(None, "--catalog", help="DuckDB catalog file (default: chainlake.duckdb beside the "
+                                                "lake folder, i.e. warehouse/chainlake.duckdb).")
 
 
 def user_errors(fn):
@@ -38,6 +39,12 @@ def user_errors(fn):
     return wrapper
 
 
+def catalog_for(lake: Path, catalog: Path | None) -> Path:
+    """The catalog of a lake: the given file, else `chainlake.duckdb` in the lake's parent folder, so an
+    ingest into another lake never rewrites the default catalog with that lake's views."""
+    return catalog if catalog is not None else lake.parent / DEFAULT_CATALOG.name
+
+
 def split_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -46,7 +53,7 @@ def split_list(value: str | None) -> list[str]:
 @user_errors
 def devnet(
     port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
-    blocks: Optional[int] = typer.Option(None, help="Mine this many blocks of market activity, then stop "
+    blocks: Optional[int] = typer.Option(None, min=1, help="Mine this many blocks of market activity, then stop "
                                                     "(default: run until Ctrl-C)."),
     block_time: Optional[float] = typer.Option(None, "--block-time", help="Seconds between blocks "
                                                "(default: mine as fast as possible)."),
@@ -72,7 +79,7 @@ def ingest(
                                  help="Comma-separated datasets (see `chainlake datasets`)."),
     rpc_url: Optional[str] = RpcUrl,
     lake: Path = Lake,
-    catalog: Path = Catalog,
+    catalog: Optional[Path] = Catalog,
     addresses: Optional[str] = typer.Option(None, help="balances: comma-separated addresses to track "
                                                        "(default on the devnet: its pools and agents)."),
     tokens: Optional[str] = typer.Option(None, help="balances: comma-separated ERC-20 tokens "
@@ -90,7 +97,7 @@ def ingest(
     report = run_ingest(url, blocks, split_list(datasets), lake,
                         addresses=watch_addresses, tokens=watch_tokens, progress=sys.stderr.isatty(),
                         max_concurrency=concurrency, requests_per_second=rps, batch_size=batch_size)
-    build_catalog(lake, catalog)
+    build_catalog(lake, catalog_for(lake, catalog))
     typer.echo(report.summary())
 
 
@@ -101,7 +108,7 @@ def mempool(
     interval: float = typer.Option(0.5, help="Seconds between txpool_content polls."),
     rpc_url: Optional[str] = RpcUrl,
     lake: Path = Lake,
-    catalog: Path = Catalog,
+    catalog: Optional[Path] = Catalog,
 ) -> None:
     """Poll the node's txpool, record pending transactions, and rebuild the joined `mempool` table."""
     from chainlake.catalog import build_catalog
@@ -111,7 +118,7 @@ def mempool(
     with RpcClient(resolve_rpc_url(rpc_url)) as client:
         recorder = watch(client, lake, seconds=seconds, interval=interval)
     table = build_mempool(lake)
-    build_catalog(lake, catalog)
+    build_catalog(lake, catalog_for(lake, catalog))
     typer.echo(f"{recorder.snapshots} txpool snapshots; mempool table has {table.num_rows} transactions")
 
 
@@ -121,13 +128,13 @@ def sql(
     statement: str = typer.Argument(..., help="SQL over the catalog's views, e.g. \"select count(*) from logs\"."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
     limit: int = typer.Option(50, help="Rows shown in table format."),
-    catalog: Path = Catalog,
+    catalog: Optional[Path] = Catalog,
     lake: Path = Lake,
 ) -> None:
     """Run SQL against warehouse/chainlake.duckdb (every dataset is a view)."""
     from chainlake.catalog import query
 
-    table = query(statement, catalog, lake)
+    table = query(statement, catalog_for(lake, catalog), lake)
     print_table(table, fmt, limit)
 
 
@@ -154,13 +161,14 @@ def print_table(table, fmt: str, limit: int) -> None:
 
 @app.command()
 @user_errors
-def catalog(lake: Path = Lake, catalog: Path = Catalog) -> None:
+def catalog(lake: Path = Lake, catalog: Optional[Path] = Catalog) -> None:
     """Rebuild the DuckDB catalog: one view per dataset in the lake."""
     from chainlake.catalog import build_catalog
 
-    for view in build_catalog(lake, catalog):
+    path = catalog_for(lake, catalog)
+    for view in build_catalog(lake, path):
         typer.echo(f"{view.name:24s} {view.files:6d} files")
-    typer.echo(f"catalog: {catalog}")
+    typer.echo(f"catalog: {path}")
 
 
 @app.command()
@@ -178,19 +186,19 @@ def datasets() -> None:
 @app.command()
 @user_errors
 def demo(
-    blocks: int = typer.Option(3000, help="Blocks of market activity to mine."),
+    blocks: int = typer.Option(3000, min=1, help="Blocks of market activity to mine."),
     seed: int = typer.Option(7, help="Market seed."),
     txs_per_block: int = typer.Option(10, "--txs-per-block"),
     partition_size: int = typer.Option(1000, "--partition-size", help="Blocks per lake partition."),
     lake: Path = Lake,
-    catalog: Path = Catalog,
+    catalog: Optional[Path] = Catalog,
 ) -> None:
     """Start the devnet, run the market, materialize every Dagster asset, print a summary.
 
     The devnet is a new chain each time, so a lake left by an earlier devnet run is replaced."""
     from dagster_project.demo import run_demo
 
-    run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog,
+    run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog_for(lake, catalog),
              partition_size=partition_size)
 
 

@@ -18,8 +18,9 @@ from rich.table import Table
 from chainlake.catalog import query
 from chainlake.config import DEFAULT_LAYOUT
 from chainlake.devnet import DEVNET_CHAIN_ID, Devnet
-from chainlake.errors import ConfigError
-from chainlake.ingest import DEFAULT_PARTITION_SIZE, finalized_partition_keys, partition_range, read_lake_config
+from chainlake.errors import ChainlakeError, ConfigError
+from chainlake.ingest import DEFAULT_PARTITION_SIZE, LakeConfig, finalized_partition_keys, partition_range, read_lake_config
+from chainlake.ingest.lake import write_lake_config
 from chainlake.ingest.mempool import MempoolRecorder
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
@@ -55,15 +56,17 @@ def run_market(dn: Devnet, blocks: int, lake_dir: Path, instance: dg.DagsterInst
                   f"{recorder.snapshots} txpool snapshots recorded")
 
 
-def materialize_all(head: int, lake_dir: Path, catalog_path: Path, partition_size: int,
+def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, partition_size: int,
                     instance: dg.DagsterInstance, console: Console) -> list[str]:
     """Add the final partitions and materialize each (raw assets + checks), then mempool and catalog."""
     from dagster_project.definitions import defs
     from dagster_project.partitions import block_ranges
 
     # Resources are configured per run, the same way the UI's launchpad would.
+    # The node is pinned to this devnet: $ETH_RPC_URL must not redirect the demo to another chain.
     run_config = {
-        "resources": {"lake": {"config": {"lake_dir": str(lake_dir), "catalog_path": str(catalog_path),
+        "resources": {"chain": {"config": {"rpc_url": url}},
+                      "lake": {"config": {"lake_dir": str(lake_dir), "catalog_path": str(catalog_path),
                                           "partition_size": partition_size}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
@@ -73,9 +76,11 @@ def materialize_all(head: int, lake_dir: Path, catalog_path: Path, partition_siz
     for key in keys:
         started = time.monotonic()
         result = job.execute_in_process(run_config, instance=instance, partition_key=key)
-        failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        console.print(f"partition {key}: {'ok' if result.success else 'FAILED'}, "
-                      f"{len(failed)} failed checks, {time.monotonic() - started:.1f}s")
+        failed = [f"{c.asset_key.to_user_string()}.{c.check_name}"
+                  for c in result.get_asset_check_evaluations() if not c.passed]
+        console.print(f"partition {key}: {len(failed)} failed checks, {time.monotonic() - started:.1f}s")
+        if failed:
+            raise ChainlakeError(f"partition {key}: asset checks failed: {', '.join(failed)} (see `make dev`)")
     defs.resolve_job_def("mempool_job").execute_in_process(
         run_config, instance=instance, asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("lake_catalog")],
     )
@@ -94,14 +99,21 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     return table
 
 
-def reset_devnet_lake(lake_dir: Path, console: Console) -> None:
-    """A new devnet is a new chain: drop a lake left by an earlier devnet run (never another chain's)."""
+def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> None:
+    """A new devnet is a new chain: replace a lake left by an earlier devnet run, refuse anything else.
+
+    Only a folder whose `_lake.json` names the devnet's chain id is deleted; the fresh lake gets its
+    `_lake.json` at once, so even a demo stopped before ingesting leaves a lake it can recognise.
+    """
     config = read_lake_config(lake_dir)
     if config is not None and config.chain_id != DEVNET_CHAIN_ID:
         raise ConfigError(f"{lake_dir} holds chain {config.chain_id}, not the devnet: pass another --lake")
-    if lake_dir.exists():
-        console.print(f"removing the previous devnet lake {lake_dir}")
+    if config is None and lake_dir.exists() and any(lake_dir.iterdir()):
+        raise ConfigError(f"{lake_dir} is not empty and not a chainlake lake: pass another --lake")
+    if config is not None:
+        console.print(f"replacing the previous devnet lake {lake_dir}")
         shutil.rmtree(lake_dir)
+    write_lake_config(lake_dir, LakeConfig(DEVNET_CHAIN_ID, partition_size))
 
 
 def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path,
@@ -111,12 +123,12 @@ def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog
     if blocks < partition_size:
         raise ConfigError(f"--blocks {blocks} fills no {partition_size}-block partition: use at least {partition_size}")
     instance = dagster_instance()
-    reset_devnet_lake(lake_dir, console)
+    reset_devnet_lake(lake_dir, partition_size, console)
     with Devnet(seed=seed, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(DEFAULT_LAYOUT)
         console.print(f"devnet: anvil at {dn.url}, layout in {DEFAULT_LAYOUT}")
         run_market(dn, blocks, lake_dir, instance, console)
-        keys = materialize_all(dn.market.head, lake_dir, catalog_path, partition_size, instance, console)
+        keys = materialize_all(dn.url, dn.market.head, lake_dir, catalog_path, partition_size, instance, console)
     console.print(summary_table(keys, catalog_path, lake_dir))
     console.print(f"lake:    {lake_dir.resolve()}")
     console.print(f"catalog: {catalog_path.resolve()}")

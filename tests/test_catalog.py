@@ -57,3 +57,10 @@ def test_bad_sql_is_a_config_error(tmp_path):
     write(lake, "blocks", "000000000000-000000000009", {"block_number": [1]})
     with pytest.raises(ConfigError, match="SQL error"):
         query("select nope from blocks", catalog, lake)
+
+
+def test_a_file_that_is_no_catalog_is_a_config_error(tmp_path):
+    catalog = tmp_path / "c.duckdb"
+    catalog.write_text("not a database")
+    with pytest.raises(ConfigError, match="cannot open catalog"):
+        query("select 1", catalog, tmp_path / "lake")

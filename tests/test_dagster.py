@@ -61,18 +61,25 @@ def test_materialization_metadata_counts_rows(dagster_run):
 
 
 def test_sensor_adds_final_partitions_only(dagster_run, devnet):
-    instance, resources, _, _ = dagster_run
-    chain = ChainNode(rpc_url=devnet.url, confirmations=5)
-    context = dg.build_sensor_context(instance=instance, resources={"chain": chain, "lake": resources["lake"]})
-    result = block_partitions_sensor(context)
+    """A range becomes a partition once its last block is `confirmations` deep, and only once."""
+    _, resources, _, _ = dagster_run
     head = devnet.last_block
-    expected = [f"{s:012d}-{s + PARTITION - 1:012d}" for s in range(0, head - 5 - PARTITION + 2, PARTITION)]
-    new = [k for k in expected if k not in ("000000000000-000000000099", "000000000100-000000000199")]
-    if not new:
-        assert isinstance(result, dg.SkipReason)
-        return
-    assert [r.partition_key for r in result.run_requests] == new
-    assert list(result.dynamic_partitions_requests[0].partition_keys) == new
+    assert 200 <= head < 230  # the session devnet: 200 market blocks after a few deployment blocks
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate(confirmations):
+        chain = ChainNode(rpc_url=devnet.url, confirmations=confirmations)
+        context = dg.build_sensor_context(instance=instance, resources={"chain": chain, "lake": resources["lake"]})
+        return block_partitions_sensor(context)
+
+    first = evaluate(confirmations=head - 150)  # final up to block 150: only 0-99 is complete
+    assert [r.partition_key for r in first.run_requests] == ["000000000000-000000000099"]
+    assert list(first.dynamic_partitions_requests[0].partition_keys) == ["000000000000-000000000099"]
+    instance.add_dynamic_partitions(block_ranges.name, ["000000000000-000000000099"])
+    second = evaluate(confirmations=head - 199)  # block 199 is now final: 100-199 is new, 0-99 is known
+    assert [r.partition_key for r in second.run_requests] == ["000000000100-000000000199"]
+    instance.add_dynamic_partitions(block_ranges.name, ["000000000100-000000000199"])
+    assert isinstance(evaluate(confirmations=0), dg.SkipReason)  # 200-299 is not complete yet
 
 
 def test_catalog_asset_exposes_views(dagster_run):

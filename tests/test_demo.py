@@ -1,14 +1,22 @@
 """`make demo` end to end, shrunk: a fresh devnet, the market, every asset through Dagster, the summary."""
 
+import io
+
 import dagster as dg
+import pytest
+from rich.console import Console
 
 from chainlake.catalog import query
-from dagster_project.demo import run_demo
+from chainlake.errors import ConfigError
+from chainlake.ingest import LakeConfig
+from chainlake.ingest.lake import write_lake_config
+from dagster_project.demo import reset_devnet_lake, run_demo
 
 
 def test_demo_fills_the_lake_and_the_dagster_instance(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo writes warehouse/devnet.json under the working directory
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("ETH_RPC_URL", "http://127.0.0.1:9")  # the demo must stay on its own devnet
     lake, catalog = tmp_path / "lake", tmp_path / "c.duckdb"
     keys = run_demo(blocks=210, seed=3, txs_per_block=5, lake_dir=lake, catalog_path=catalog, partition_size=100)
     assert keys == ["000000000000-000000000099", "000000000100-000000000199"]
@@ -25,3 +33,17 @@ def test_demo_fills_the_lake_and_the_dagster_instance(tmp_path, monkeypatch):
     # A second run replaces the earlier devnet's lake instead of mixing two chains.
     run_demo(blocks=100, seed=4, txs_per_block=5, lake_dir=lake, catalog_path=catalog, partition_size=100)
     assert query("select count(*) as n from blocks", catalog, lake).to_pylist() == [{"n": 100}]
+
+
+def test_demo_never_deletes_what_is_not_a_devnet_lake(tmp_path):
+    console = Console(file=io.StringIO())
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a chainlake lake"):
+        reset_devnet_lake(precious, 100, console)
+    other = tmp_path / "mainnet"
+    write_lake_config(other, LakeConfig(chain_id=1, partition_size=1000))
+    with pytest.raises(ConfigError, match="holds chain 1"):
+        reset_devnet_lake(other, 100, console)
+    assert (precious / "notes.txt").read_text() == "keep me" and (other / "_lake.json").exists()

@@ -1,12 +1,10 @@
 """Mempool: txpool sightings joined to the chain; included, replaced, dropped and pending statuses."""
 
 import pyarrow.parquet as pq
-import pytest
-
 from chainlake.ingest import ingest
-from chainlake.ingest.mempool import OBSERVATION_SCHEMA, MempoolRecorder, build_mempool, watch
+from chainlake.ingest.mempool import MempoolRecorder, build_mempool, watch
+from chainlake.ingest.schemas import MEMPOOL, MEMPOOL_OBSERVATIONS
 from chainlake.rpc import RpcClient
-from chainlake.errors import ConfigError
 
 
 def test_devnet_sightings_join_to_inclusion(devnet, tmp_path):
@@ -16,9 +14,12 @@ def test_devnet_sightings_join_to_inclusion(devnet, tmp_path):
     for snap in devnet.mempool:
         recorder.observe(snap.txpool_content, snap.block_number - 1, snap.wall_time)
     path = recorder.flush()
-    assert pq.read_schema(path).remove_metadata() == OBSERVATION_SCHEMA
+    assert pq.read_schema(path).remove_metadata() == MEMPOOL_OBSERVATIONS
     ingest(devnet.url, f"0:{devnet.last_block + 1}", ["blocks", "transactions"], lake)
-    table = build_mempool(lake).to_pylist()
+    joined = build_mempool(lake)
+    assert joined.schema == MEMPOOL
+    assert pq.read_schema(lake / "mempool" / "data.parquet").remove_metadata() == MEMPOOL
+    table = joined.to_pylist()
     assert len(table) == len({r["transaction_hash"] for r in table}) > 0
     included = [r for r in table if r["status"] == "included"]
     # The devnet mines every round, so whatever was pending before block n lands in block n.
@@ -70,7 +71,18 @@ def test_watch_polls_a_node(anvil, tmp_path):
     assert recorder.snapshots >= 2
 
 
-def test_build_without_observations_is_one_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="no mempool observations"):
-        build_mempool(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+def test_a_quiet_node_gives_an_empty_table_not_an_error(tmp_path):
+    assert build_mempool(tmp_path).num_rows == 0
+    assert pq.read_table(tmp_path / "mempool" / "data.parquet").schema.remove_metadata() == MEMPOOL
+
+
+def test_queued_and_legacy_entries_are_read(tmp_path):
+    """txpool_content as geth documents it: a legacy tx in `queued`, with `0x` as empty value."""
+    tx = {"hash": "0xAB" + "0" * 62, "from": "0x" + "C" * 40, "to": None, "nonce": "0x7", "value": "0x",
+          "gas": "0x5208", "gasPrice": "0x3b9aca00", "input": "0x", "type": "0x0"}
+    recorder = MempoolRecorder(tmp_path)
+    assert recorder.observe({"pending": {}, "queued": {tx["from"]: {"7": tx}}}, head_block=5, seen_at=10.0) == 1
+    row = pq.read_table(recorder.flush()).to_pylist()[0]
+    assert row["transaction_hash"] == "0xab" + "0" * 62 and row["from_address"] == "0x" + "c" * 40
+    assert (row["nonce"], row["value"], row["gas_price"], row["pool"]) == (7, "0", 10**9, "queued")
+    assert row["to_address"] is None and row["first_seen_ms"] == 10_000

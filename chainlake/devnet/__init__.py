@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from chainlake.config import DEFAULT_LAYOUT
 from chainlake.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC, Anvil, dev_account
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ __all__ = [
     "Observer", "PoolInfo", "TokenInfo", "run_devnet", "run_market",
 ]
 
-DEFAULT_LAYOUT_PATH = Path(__file__).resolve().parents[2] / "build" / "devnet" / "layout.json"
 
 
 class Devnet:
@@ -119,7 +119,7 @@ def run_devnet(
     With `keep_serving`, the node stays up after the last block (no more market) until Ctrl-C, so the chain
     can be ingested from another terminal.
     """
-    layout_path = Path(layout_path) if layout_path is not None else DEFAULT_LAYOUT_PATH
+    layout_path = Path(layout_path) if layout_path is not None else DEFAULT_LAYOUT
     with _sigterm_as_interrupt(), Devnet(seed=seed, port=port, block_time=block_time, txs_per_block=txs_per_block) as dn:
         dn.layout.to_json(layout_path)
         print(f"devnet: {dn.url} (chain id {dn.layout.chain_id})", flush=True)
@@ -153,12 +153,17 @@ def _serve_until_interrupted(url: str) -> None:
 
 @contextmanager
 def _sigterm_as_interrupt():
-    """Treat SIGTERM like Ctrl-C while serving, so `with Devnet` still stops anvil (default SIGTERM would orphan it)."""
+    """Treat SIGTERM like Ctrl-C while serving, so `with Devnet` still stops anvil (default SIGTERM would orphan it).
+
+    SIGINT gets Python's default handler back too: a shell starting us in the background sets it to
+    "ignore", and Ctrl-C / `kill -INT` must still stop the devnet cleanly.
+    """
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
@@ -166,3 +171,4 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

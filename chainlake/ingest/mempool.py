@@ -25,46 +25,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from chainlake.errors import ConfigError
+from chainlake.ingest.convert import hex_to_decimal, hex_to_int
 from chainlake.ingest.lake import write_parquet_atomic
+from chainlake.ingest.schemas import MEMPOOL, MEMPOOL_OBSERVATIONS
 
 OBSERVATIONS = "mempool_observations"
-MEMPOOL = "mempool"
-
-# Lake conventions (chainlake.ingest.schemas): lowercase 0x hex, int64 gas, uint256 `value` as an exact
-# decimal string with a float64 twin `value_f64`.
-OBSERVATION_SCHEMA = pa.schema([
-    pa.field("transaction_hash", pa.string(), nullable=False),
-    pa.field("from_address", pa.string(), nullable=False),
-    pa.field("nonce", pa.int64(), nullable=False),
-    pa.field("to_address", pa.string()),
-    pa.field("value", pa.string()),
-    pa.field("value_f64", pa.float64()),
-    pa.field("gas_limit", pa.int64()),
-    pa.field("gas_price", pa.int64()),  # legacy gasPrice, else maxFeePerGas (what the sender bids at most)
-    pa.field("max_fee_per_gas", pa.int64()),
-    pa.field("max_priority_fee_per_gas", pa.int64()),
-    pa.field("transaction_type", pa.int64()),
-    pa.field("input", pa.string()),
-    pa.field("pool", pa.string(), nullable=False),  # 'pending' or 'queued'
-    pa.field("first_seen_ms", pa.int64(), nullable=False),
-    pa.field("last_seen_ms", pa.int64(), nullable=False),
-    pa.field("first_seen_head", pa.int64(), nullable=False),
-    pa.field("last_seen_head", pa.int64(), nullable=False),
-    pa.field("sightings", pa.int64(), nullable=False),
-])
-
-
-def _int(hex_value: str | None) -> int | None:
-    return None if hex_value is None else int(hex_value, 16)
-
-
-def _dec(hex_value: str | None) -> str | None:
-    return None if hex_value is None else str(int(hex_value, 16))
-
+MEMPOOL_TABLE = "mempool"
 
 def _f64(hex_value: str | None) -> float | None:
-    return None if hex_value is None else float(int(hex_value, 16))
+    return None if hex_value is None else float(hex_to_int(hex_value))
 
 
 def _row(tx: dict, pool: str, seen_ms: int, head: int) -> dict:
@@ -73,15 +42,15 @@ def _row(tx: dict, pool: str, seen_ms: int, head: int) -> dict:
     return {
         "transaction_hash": tx["hash"].lower(),
         "from_address": tx["from"].lower(),
-        "nonce": int(tx["nonce"], 16),
+        "nonce": hex_to_int(tx["nonce"]),
         "to_address": tx["to"].lower() if tx.get("to") else None,
-        "value": _dec(tx.get("value")),
+        "value": hex_to_decimal(tx.get("value")),
         "value_f64": _f64(tx.get("value")),
-        "gas_limit": _int(tx.get("gas")),
-        "gas_price": _int(gas_price),
-        "max_fee_per_gas": _int(tx.get("maxFeePerGas")),
-        "max_priority_fee_per_gas": _int(tx.get("maxPriorityFeePerGas")),
-        "transaction_type": _int(tx.get("type")),
+        "gas_limit": hex_to_int(tx.get("gas")),
+        "gas_price": hex_to_int(gas_price),
+        "max_fee_per_gas": hex_to_int(tx.get("maxFeePerGas")),
+        "max_priority_fee_per_gas": hex_to_int(tx.get("maxPriorityFeePerGas")),
+        "transaction_type": hex_to_int(tx.get("type")),
         "input": tx.get("input"),
         "pool": pool,
         "first_seen_ms": seen_ms,
@@ -129,7 +98,7 @@ class MempoolRecorder:
         """Write what was seen since the last flush as one Parquet file; None if nothing was seen."""
         if not self.seen:
             return None
-        table = pa.Table.from_pylist(list(self.seen.values()), schema=OBSERVATION_SCHEMA)
+        table = pa.Table.from_pylist(list(self.seen.values()), schema=MEMPOOL_OBSERVATIONS)
         table = table.sort_by([("first_seen_ms", "ascending"), ("transaction_hash", "ascending")])
         first = pa.compute.min(table["first_seen_ms"]).as_py()
         last = pa.compute.max(table["last_seen_ms"]).as_py()
@@ -214,21 +183,28 @@ def build_mempool(lake_dir: Path) -> pa.Table:
     """Rebuild the derived `mempool` table from all observations and the ingested chain data.
 
     Runs in DuckDB over the lake's Parquet files and replaces `LAKE/mempool/data.parquet` atomically.
+    No observations yet (a quiet node, a first run) gives an empty table, not an error, so a scheduled
+    rebuild never fails for lack of traffic.
     """
+    if any((lake_dir / OBSERVATIONS).glob("*.parquet")):
+        table = _join_observations(lake_dir)
+    else:
+        table = MEMPOOL.empty_table()
+    write_parquet_atomic(lake_dir / MEMPOOL_TABLE / "data.parquet", table)
+    return table
+
+
+def _join_observations(lake_dir: Path) -> pa.Table:
     obs_glob = lake_dir / OBSERVATIONS / "*.parquet"
-    if not any((lake_dir / OBSERVATIONS).glob("*.parquet")):
-        raise ConfigError(f"no mempool observations under {lake_dir / OBSERVATIONS}: run `chainlake mempool` first")
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW observations AS SELECT * FROM read_parquet('{obs_glob.as_posix()}')")
         _chain_view(con, lake_dir, "transactions", "txs",
                     "transaction_hash, from_address, nonce, block_number, transaction_index")
         _chain_view(con, lake_dir, "blocks", "blocks", "block_number, timestamp")
-        table = con.sql(MEMPOOL_SQL).to_arrow_table()
+        return con.sql(MEMPOOL_SQL).to_arrow_table().cast(MEMPOOL)
     finally:
         con.close()
-    write_parquet_atomic(lake_dir / MEMPOOL / "data.parquet", table)
-    return table
 
 
 def _chain_view(con, lake_dir: Path, dataset: str, view: str, columns: str) -> None:

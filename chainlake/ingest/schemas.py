@@ -39,6 +39,21 @@ Conventions (the same in every dataset, so joins never need casts):
 |              |                                       | balance, balance_f64 (null if the token had no balanceOf)        |
 
 Balances semantics: see `chainlake.ingest.datasets.balances`.
+
+The mempool tables are not block-range datasets (a watcher fills them over time), but follow the same
+conventions; semantics in `chainlake.ingest.mempool`:
+
+| table                | key                     | columns                                                       |
+|----------------------|-------------------------|---------------------------------------------------------------|
+| mempool_observations | file, transaction_hash  | transaction_hash, from_address, nonce, to_address, value,     |
+|                      |                         | value_f64, gas_limit, gas_price (legacy gasPrice, else        |
+|                      |                         | maxFeePerGas), max_fee_per_gas, max_priority_fee_per_gas,     |
+|                      |                         | transaction_type, input, pool (pending/queued), first_seen_ms,|
+|                      |                         | last_seen_ms (watcher clock, unix ms), first_seen_head,       |
+|                      |                         | last_seen_head (chain head then), sightings                   |
+| mempool              | transaction_hash        | the above aggregated over all windows, plus included_block,   |
+|                      |                         | included_index, delay_blocks, delay_seconds, replaced_by,     |
+|                      |                         | status (included, replaced, dropped, pending)                 |
 """
 
 from __future__ import annotations
@@ -87,6 +102,20 @@ TRACES = _schema(
 
 BALANCES = _schema(
     ("block_number", I64), ("address", STR), ("token", STR), ("balance", STR), ("balance_f64", F64),
+)
+
+MEMPOOL_OBSERVATIONS = _schema(
+    ("transaction_hash", STR), ("from_address", STR), ("nonce", I64), ("to_address", STR), ("value", STR),
+    ("value_f64", F64), ("gas_limit", I64), ("gas_price", I64), ("max_fee_per_gas", I64),
+    ("max_priority_fee_per_gas", I64), ("transaction_type", I64), ("input", STR), ("pool", STR),
+    ("first_seen_ms", I64), ("last_seen_ms", I64), ("first_seen_head", I64), ("last_seen_head", I64),
+    ("sightings", I64),
+)
+
+MEMPOOL = _schema(
+    *[(field.name, field.type) for field in MEMPOOL_OBSERVATIONS if field.name != "pool"],
+    ("included_block", I64), ("included_index", I64), ("delay_blocks", I64), ("delay_seconds", F64),
+    ("replaced_by", STR), ("status", STR),
 )
 
 SCHEMAS: dict[str, pa.Schema] = {
