@@ -154,3 +154,16 @@ def test_a_busy_port_is_refused_not_shared(anvil):
     """Starting on a port another node already serves must fail, not deploy onto that node."""
     with pytest.raises(ConfigError, match=f"port {anvil.port} .* in use"):
         Anvil(port=anvil.port).start()
+
+
+def test_unsigned_devnet_runs_the_same_market_without_signatures():
+    """signed=False: same senders and activity, transactions impersonated (r = s = 0)."""
+    with Devnet(seed=11, txs_per_block=5, signed=False) as unsigned, Devnet(seed=11, txs_per_block=5) as signed:
+        a, b = unsigned.run(20), signed.run(20)
+        assert a.txs_sent == b.txs_sent and a.sandwiches_landed == b.sandwiches_landed
+        with Rpc(unsigned.url) as rpc_u, Rpc(signed.url) as rpc_s:
+            block_u = rpc_u.call("eth_getBlockByNumber", hex(a.last_block), True)
+            block_s = rpc_s.call("eth_getBlockByNumber", hex(b.last_block), True)
+    assert [t["from"] for t in block_u["transactions"]] == [t["from"] for t in block_s["transactions"]]
+    assert all(int(t["r"], 16) == 0 for t in block_u["transactions"])
+    assert all(int(t["r"], 16) != 0 for t in block_s["transactions"])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from chainlake.config import DEFAULT_LAYOUT
+from chainlake.devnet.rpc import Rpc
 from chainlake.devnet.anvil import DEVNET_CHAIN_ID, DEVNET_MNEMONIC, Anvil, dev_account
 
 if TYPE_CHECKING:
@@ -51,10 +52,17 @@ class Devnet:
     `port=None` picks a free port. `block_time` (seconds) paces `run()` on a wall-clock timer; without it
     blocks are mined as fast as possible. Either way every block's timestamp is 12 s after the previous,
     so a given seed always produces the same chain (same block hashes).
+
+    `signed=False` sends every transaction impersonated (anvil_autoImpersonateAccount): same senders, same
+    market, but no signatures. anvil recovers the sender of a signed transaction on every read (~110 µs of
+    node CPU per transaction body), which makes any client node-bound; nodes such as geth or reth store
+    senders instead, and an unsigned devnet behaves like them. The benchmark measures both.
     """
 
-    def __init__(self, seed: int = 7, port: int | None = None, block_time: float | None = None, txs_per_block: int = 10):
+    def __init__(self, seed: int = 7, port: int | None = None, block_time: float | None = None,
+                 txs_per_block: int = 10, signed: bool = True):
         self.seed = seed
+        self.signed = signed
         self.block_time = block_time
         self.txs_per_block = txs_per_block
         self.anvil = Anvil(port=port)
@@ -71,6 +79,9 @@ class Devnet:
 
         self.anvil.start()
         try:
+            if not self.signed:
+                with Rpc(self.url) as rpc:
+                    rpc.call("anvil_autoImpersonateAccount", True)
             self.layout = deploy(self.url)
             self.market = Market(self.url, self.layout, seed=self.seed, txs_per_block=self.txs_per_block)
         except BaseException:
