@@ -6,9 +6,10 @@
 2. for each dataset, alternately runs chainlake's `ingest` (in process) and `cryo.freeze` (in a separate
    venv, `bench/.cryo-venv`, created here on first use: cryo 0.3.2 needs an older polars than ours) on the
    same block range into fresh directories, `--repeats` times, and keeps each tool's best wall time;
-3. checks both wrote the same number of rows, prints a table and writes bench/RESULTS.md (the generated
-   part between its markers; the analysis around it is kept). The node's own CPU time during each run
-   is reported too: on 2 cores the node and the client share the CPU, so it bounds what any client gets.
+3. prints a table, checks both wrote the same number of rows (exits non-zero otherwise, without touching
+   bench/RESULTS.md) and writes bench/RESULTS.md (the generated part between its markers; the analysis
+   around it is kept). The node's own CPU time during each run is reported too: on 2 cores the node and
+   the client share the CPU, so it bounds what any client gets.
 
 Timing: chainlake = wall time of the `ingest()` call; cryo = wall time of the `cryo.freeze()` call, measured
 inside its own process (interpreter start and imports excluded for both).
@@ -177,8 +178,17 @@ def main() -> None:
     results, chain = bench(args.blocks, args.txs_per_block, args.repeats, args.seed)
     table = markdown(results, chain, machine(), args.repeats)
     print("\n" + table)
+    differ = row_count_differences(results)
+    if differ:  # a failed check: exit non-zero, and do not rewrite RESULTS.md (its analysis says "same rows")
+        sys.exit(f"ROW COUNTS DIFFER ({'; '.join(differ)}): bench/RESULTS.md not rewritten")
     if not args.no_results:
         write_results(table)
+
+
+def row_count_differences(results: list[dict]) -> list[str]:
+    """One line per dataset where chainlake and cryo wrote different numbers of rows."""
+    return [f"{r['dataset']}: chainlake {r['rows_chainlake']:,} rows, cryo {r['rows_cryo']:,}"
+            for r in results if r["rows_chainlake"] != r["rows_cryo"]]
 
 
 MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"

@@ -13,16 +13,21 @@ What this client does, and why:
 - optional requests-per-second pacing for hosted nodes (every call inside a batch counts as one request);
 - retries with exponential backoff and jitter on transient failures only: timeouts, connection errors,
   HTTP 429 / 5xx, a rate-limit JSON-RPC error, and unparsable bodies. A JSON-RPC method error (bad params,
-  reverted call) is an answer, not a failure, and is never retried;
+  reverted call, "query too large") is an answer, not a failure, and is never retried; neither is a host
+  name that does not resolve. A `Retry-After` is honoured in full (never retried sooner), up to
+  RETRY_AFTER_MAX seconds: a node asking for a longer pause fails with a clear error instead;
 - capability detection: `require(method, dataset)` probes a method once and raises `MethodUnsupported`
-  naming the method and the dataset that needs it.
+  naming the method and the dataset that needs it (only for "method not found", code -32601, or an
+  error that names the method: "block does not exist" is an answer about the block, not the method).
 
-No module-level state: every connection belongs to an `RpcClient` and is closed with it.
+No module-level state: every connection belongs to an `RpcClient` and is closed with it; a closed client
+refuses further requests (so a worker still running when an ingest is interrupted stops at its next one).
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import http.client
 import io
 import random
@@ -47,11 +52,28 @@ Call = tuple[str, Sequence[Any]]
 ERROR_DTYPE = pl.Struct({"code": pl.Int64, "message": pl.String})
 # Codes some hosted nodes use to say "slow down" inside an HTTP 200 answer.
 RATE_LIMIT_CODES = {429, -32005, -32029}
+# How nodes say they do not serve a method. Only trusted with code -32601 or when the message names the
+# method (or says "method"): "block does not exist" or "not available" alone are about the data asked for.
 _UNSUPPORTED = re.compile(
     r"method not found|not supported|unsupported|does not exist|not available|unknown method|not allowed|"
     r"not enabled|disabled", re.IGNORECASE,
 )
 _RATE_LIMITED = re.compile(r"rate.?limit|too many requests|exceeded .*(capacity|limit)", re.IGNORECASE)
+# How nodes and hosted providers refuse an eth_getLogs query as too large (ask for fewer blocks). Checked
+# before the rate-limit codes: Infura sends "query returned more than 10000 results" as -32005.
+QUERY_TOO_LARGE = re.compile(
+    r"returned more than \d+ results"                      # geth-style, Infura, zkSync
+    r"|exceeds? (the )?max(imum)? (block range|results)"    # geth "exceed maximum block range: 5000", reth
+    r"|block range (is )?(too (large|wide|big)|exceeds)"    # "block range is too large", Ankr "too wide"
+    r"|(larger|bigger) than (the )?(max(imum)? block range|range limit)"
+    r"|range \d+ exceeds limit"                             # Infura "range 1000000 exceeds limit of 10000"
+    r"|requested range too large"
+    r"|log response size exceeded"                          # Alchemy
+    r"|limited to a [\d,]+ (block )?range"                  # QuickNode
+    r"|too many (logs|results)",
+    re.IGNORECASE,
+)
+RETRY_AFTER_MAX = 60.0  # seconds: a node asking for a longer pause is an error, not a wait
 ZERO_ADDRESS = "0x" + "00" * 20
 # Cheap calls used to detect whether a node serves a method (genesis, or no-op arguments).
 PROBE_PARAMS: dict[str, list[Any]] = {
@@ -69,7 +91,7 @@ PROBE_PARAMS: dict[str, list[Any]] = {
 def validate_url(url: str | None) -> str:
     """Check that `url` is an http(s) URL with a host; raise one clear ConfigError otherwise."""
     if not url or not isinstance(url, str):
-        raise ConfigError("no RPC URL given: pass --rpc or set ETH_RPC_URL")
+        raise ConfigError("no RPC URL given: pass --rpc-url or set ETH_RPC_URL")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"bad RPC URL {url!r}: the scheme must be http or https")
@@ -160,6 +182,9 @@ class _Transport:
         self._local.conn = None
         if conn is not None:
             conn.close()
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
 
     def post(self, body: bytes) -> _Response:
         """One POST; a connection the server closed while idle is reopened once, silently."""
@@ -222,12 +247,15 @@ class RpcClient:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._capabilities: dict[str, bool] = {}
+        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._pool_lock:  # `_executor` checks `_closed` under this lock: no pool is created after this
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._http.close()
 
     def __enter__(self) -> "RpcClient":
@@ -245,12 +273,16 @@ class RpcClient:
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         retries = self.max_retries if retries is None else retries
         for attempt in range(retries + 1):
+            self._check_open()
             self._pacer.acquire(n_calls)
             try:
                 return self._attempt(body, parse)
             except _Retry as exc:
                 if attempt == retries:
                     raise NodeError(f"node at {self.url} failed after {retries + 1} attempts: {exc.reason}") from None
+                if exc.wait is not None and exc.wait > RETRY_AFTER_MAX:
+                    raise NodeError(f"node at {self.url} asks to wait {exc.wait:.0f}s before retrying ({exc.reason}, "
+                                    f"Retry-After): more than {RETRY_AFTER_MAX:.0f}s, try again later") from None
                 time.sleep(self._delay(attempt, exc.wait))
         raise AssertionError("unreachable")
 
@@ -259,7 +291,10 @@ class RpcClient:
             resp = self._http.post(body)
         except (TimeoutError, socket.timeout):
             raise _Retry("request timed out") from None
-        except (ConnectionRefusedError, socket.gaierror) as exc:
+        except socket.gaierror as exc:  # not transient in practice: a typo'd or unknown host
+            raise NodeError(f"cannot resolve host {self._http.host!r} of the node URL {self.url}: "
+                            f"{exc.strerror or exc}") from None
+        except ConnectionRefusedError as exc:
             raise _Retry(f"cannot reach the node (connection failed: {exc})") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(f"connection error: {type(exc).__name__}: {exc}") from None
@@ -268,7 +303,7 @@ class RpcClient:
             raise _Retry(f"HTTP {status}", _retry_after(resp.retry_after))
         content = resp.content
         if status != 200 and not content.lstrip().startswith((b"{", b"[")):
-            raise NodeError(f"node at {self.url} answered HTTP {status}: {content[:200].decode(errors='replace')}")
+            raise NodeError(f"node at {self.url} answered HTTP {status}: {one_line(content)}")
         try:
             return parse(content)
         except (NodeError, ConfigError, _Retry):
@@ -278,10 +313,13 @@ class RpcClient:
             raise _Retry(f"unreadable answer ({type(exc).__name__}): {snippet!r}") from None
 
     def _delay(self, attempt: int, wait: float | None) -> float:
-        base = min(self.max_backoff, self.backoff * (2**attempt))
-        if wait is not None:
-            base = min(self.max_backoff, max(base, wait))
-        return base * (0.5 + random.random() / 2)
+        """Jittered exponential backoff; never less than the node's Retry-After (`wait`)."""
+        delay = min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
+        return delay if wait is None else max(wait, delay)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NodeError(f"the client for {self.url} is closed")
 
     # -- JSON-RPC ----------------------------------------------------------------------------------
     def call(self, method: str, params: Sequence[Any] = (), *, retries: int | None = None) -> Any:
@@ -336,6 +374,7 @@ class RpcClient:
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
+            self._check_open()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="chainlake-rpc")
             return self._pool
@@ -399,10 +438,37 @@ def _request(i: int, method: str, params: Sequence[Any]) -> bytes:
 
 
 def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date; None if absent or bad."""
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def one_line(content: bytes | str, limit: int = 160) -> str:
+    """A body or message as one short line: whitespace runs collapsed, cut at `limit` characters."""
+    text = content.decode(errors="replace") if isinstance(content, bytes) else content
+    text = " ".join(text[:limit * 4].split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def method_unsupported(method: str, code: Any, message: str) -> bool:
+    """Whether an error says the node does not serve `method` (not: that the data asked for is missing)."""
+    if code == -32601:
+        return True
+    if not _UNSUPPORTED.search(message):
+        return False
+    lowered = message.lower()
+    return method.lower() in lowered or "method" in lowered
 
 
 def raise_for_error(method: str, error: Any) -> None:
@@ -410,9 +476,11 @@ def raise_for_error(method: str, error: Any) -> None:
     if not isinstance(error, dict):
         raise RpcError(method, None, str(error))
     code, message = error.get("code"), str(error.get("message", ""))
+    if QUERY_TOO_LARGE.search(message):  # an answer (ask for less), even under a rate-limit code
+        raise RpcError(method, code, message)
     if code in RATE_LIMIT_CODES or _RATE_LIMITED.search(message):
         raise _Retry(f"rate limited by the node: {message}")
-    if code == -32601 or _UNSUPPORTED.search(message):
+    if method_unsupported(method, code, message):
         raise MethodUnsupported(f"the node does not serve {method}: {message}")
     raise RpcError(method, code, message)
 

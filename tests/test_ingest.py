@@ -5,8 +5,13 @@ The node is asked directly (plain httpx, not chainlake's client) for the numbers
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,11 +25,12 @@ import pytest
 from chainlake.devnet import Anvil
 from chainlake.errors import ConfigError, MethodUnsupported, NodeError
 from chainlake.ingest import (
-    DATASETS, NATIVE_TOKEN, BlockRange, Context, dataset_glob, ingest, partition_files, read_frame,
+    DATASETS, NATIVE_TOKEN, BlockRange, Context, dataset_glob, ingest, partition_files, read_frame, scan_dataset,
 )
 from chainlake.ingest import lake as lake_module
-from chainlake.ingest.datasets import traces, transactions
-from chainlake.rpc import RpcClient
+from chainlake.ingest.datasets import logs, traces, transactions
+from chainlake.ingest.ranges import format_key
+from chainlake.rpc import RpcClient, RpcError
 
 RAW = ["blocks", "transactions", "logs", "traces"]
 PARTITION = 100
@@ -199,7 +205,7 @@ def closed_port_url() -> str:
     ("negative", ConfigError, "negative"),
     ("unknown dataset", ConfigError, "unknown dataset 'blockz'"),
     ("bad address", ConfigError, "bad address '0x123'"),
-    ("balances without addresses", ConfigError, "needs at least one address"),
+    ("balances without addresses", ConfigError, "needs at least one address to track: pass --addresses"),
     ("missing method", MethodUnsupported, "trace_block, debug_traceBlockByNumber, needed by dataset 'traces'"),
 ])
 def test_errors_write_nothing(devnet, missing_methods_node, tmp_path, case, error, match):
@@ -328,20 +334,36 @@ def test_contract_create_and_uint256_beyond_2_128(private_anvil, tmp_path):
 
 
 def test_debug_trace_fallback_gives_the_same_rows(devnet):
-    """callTracer frames flattened = trace_block rows, except the documented top-call gas and error text."""
+    """callTracer frames flattened = trace_block rows, top frames included: same gas, and a null top-call
+    gas_used (callTracer has no exact equivalent: see the traces module doc); only the error text differs."""
     blocks = BlockRange(devnet.first_block + 10, devnet.first_block + 13)
     with RpcClient(devnet.url) as client:
         parity = traces.collect(Context(client, 31337, 0, {"traces": "trace_block"}), blocks)
         geth = traces.collect(Context(client, 31337, 0, {"traces": "debug_traceBlockByNumber"}), blocks)
     assert parity.height == geth.height > 0
     same = ["block_number", "block_hash", "transaction_hash", "transaction_position", "trace_index", "trace_address",
-            "subtraces", "type", "from_address", "to_address", "value", "input", "output"]
+            "subtraces", "type", "from_address", "to_address", "value", "input", "output", "gas"]
     assert parity.select(same).equals(geth.select(same))
-    inner = pl.col("trace_address").list.len() > 0
-    assert parity.filter(inner).select("gas", "gas_used").equals(geth.filter(inner).select("gas", "gas_used"))
+    top = pl.col("trace_address").list.len() == 0
+    assert parity.filter(top).height == geth.filter(top).height > 10
+    assert parity.filter(top)["gas_used"].is_not_null().all() and geth.filter(top)["gas_used"].is_null().all()
+    assert parity.filter(~top)["gas_used"].equals(geth.filter(~top)["gas_used"])
+    assert (geth["gas_used"].is_null() | (geth["gas_used"] <= geth["gas"])).all()  # no cumulative values
     assert (parity["error"].is_null() == geth["error"].is_null()).all()
     calls = pl.col("type") == "call"
     assert parity.filter(calls)["call_type"].equals(geth.filter(calls)["call_type"])
+
+
+def test_debug_trace_fallback_lowercases_hashes():
+    """A node that sends uppercase hex: the callTracer path lowercases hashes and addresses like trace_block's."""
+    frame = {"type": "CALL", "from": "0xABCDEF" + "00" * 17, "to": "0x" + "AB" * 20, "gas": "0x10", "gasUsed": "0x5",
+             "input": "0x", "value": "0x0", "calls": [{"type": "CALL", "from": "0x" + "AB" * 20, "to": "0x" + "CD" * 20,
+                                                       "gas": "0x8", "gasUsed": "0x2", "input": "0x"}]}
+    rows = traces.flatten_call_frames(7, "0x" + "EF" * 32, ["0x" + "AA" * 32], [{"result": frame}])
+    assert [r["gas_used"] for r in rows] == [None, "0x2"]  # the top call's is not parity's value
+    out = traces.rows_to_frame(rows)
+    for column in ("block_hash", "transaction_hash", "from_address", "to_address"):
+        assert all(v == v.lower() for v in out[column].to_list()), column
 
 
 def test_per_transaction_receipts_fallback(devnet):
@@ -359,3 +381,254 @@ def test_progress_and_report(devnet, tmp_path):
     assert report.methods["blocks"] == {"blocks": "eth_getBlockByNumber"}
     assert "blocks 5 rows" in report.summary() and report.seconds > 0
     assert json.loads((tmp_path / "_lake.json").read_text())["partition_size"] == 1000
+
+
+def test_scan_dataset_is_the_lake_as_a_lazy_frame(lake, tmp_path):
+    path, report = lake
+    for name in RAW:
+        scanned = scan_dataset(path, name)
+        assert isinstance(scanned, pl.LazyFrame)
+        assert scanned.collect().equals(read_frame(path, name)), name
+    blocks = scan_dataset(path, "logs").filter(pl.col("topic0").is_not_null()).select(pl.len()).collect().item()
+    assert 0 < blocks <= report.rows["logs"]
+    empty = scan_dataset(tmp_path, "balances").collect()  # nothing ingested: the schema, no rows
+    assert empty.height == 0 and empty.columns == DATASETS["balances"].schema.names
+
+
+# -- a proxy in front of the devnet, to make a real node fail in chosen ways ----------------------------
+def block_of(call: dict) -> int | None:
+    """The block a per-block call asks for (eth_getLogs: its fromBlock), or None."""
+    params = call.get("params") or []
+    first = params[0] if params else None
+    if isinstance(first, dict):
+        first = first.get("fromBlock")
+    return int(first, 16) if isinstance(first, str) and first.startswith("0x") and len(first) < 20 else None
+
+
+class NodeProxy:
+    """Forwards JSON-RPC to a real node. `fault(calls)` may answer an HTTP request itself with
+    (status, body): calls are the request's JSON-RPC calls (a batch, or one call)."""
+
+    def __init__(self, upstream: str, fault=None):
+        self.upstream, self.fault = upstream, fault
+        self.calls: list[dict] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = orjson.loads(body)
+                calls = request if isinstance(request, list) else [request]
+                with proxy.lock:
+                    proxy.calls += calls
+                answer = proxy.fault(calls) if proxy.fault else None
+                status, data = answer if answer is not None else (200, proxy.forward(body))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def forward(self, body: bytes) -> bytes:
+        return httpx.post(self.upstream, content=body, headers={"Content-Type": "application/json"}, timeout=60).content
+
+    def blocks_asked(self, method: str | None = None) -> list[int]:
+        with self.lock:
+            return [b for c in self.calls if (method is None or c["method"] == method)
+                    and (b := block_of(c)) is not None]
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failing_partition_stops_the_ingest_before_any_later_partition(devnet, tmp_path):
+    """HTTP 500 on every request for block 5 (partitions of 5 blocks): partition 0 is written, nothing after."""
+    def fault(calls):
+        return (500, b"internal error") if any(block_of(c) == 5 for c in calls) else None
+
+    with NodeProxy(devnet.url, fault) as proxy:
+        with pytest.raises(NodeError, match="HTTP 500"):
+            ingest(proxy.url, "0:60", ["blocks"], tmp_path, partition_size=5, max_retries=2)
+        time.sleep(0.2)  # a fetch still running when the error surfaced has ended by now
+        assert max(proxy.blocks_asked()) < 15  # at most two partitions in flight: 5 and the next one
+    assert list(partition_files(tmp_path, "blocks")) == ["000000000000-000000000004"]
+
+
+def test_ctrl_c_stops_a_long_ingest(devnet, tmp_path):
+    """SIGINT to the main thread while partition 20 is fetched: the ingest stops at once, leaves a prefix of
+    whole partitions and starts nothing more."""
+    main, sent = threading.main_thread().ident, threading.Event()
+
+    def fault(calls):
+        if any(block_of(c) == 20 for c in calls) and not sent.is_set():
+            sent.set()
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.3)  # this partition is still in flight when the interrupt lands
+        return None
+
+    with NodeProxy(devnet.url, fault) as proxy:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            ingest(proxy.url, "0:150", ["blocks"], tmp_path, partition_size=5)
+        assert time.monotonic() - started < 5
+        time.sleep(0.5)
+        assert sent.is_set() and max(proxy.blocks_asked()) < 30
+    written = list(partition_files(tmp_path, "blocks"))
+    assert written == [format_key(s, s + 4) for s in range(0, 5 * len(written), 5)]  # whole partitions, in order
+    assert len(written) <= 4  # 0, 5, 10, 15 at most: partition 20 was in flight
+
+
+def test_lowercase_hashes_addresses_and_topics():
+    """Nodes may send uppercase hex: every hash, address and topic is stored lowercase."""
+    log = {"address": "0x" + "AB" * 20, "topics": ["0x" + "DD" * 32, "0x" + "0A" * 32], "data": "0xFF",
+           "blockNumber": "0x1", "blockHash": "0x" + "CC" * 32, "transactionHash": "0x" + "EE" * 32,
+           "transactionIndex": "0x0", "logIndex": "0x0"}
+    out = logs.convert(pl.DataFrame({"result": [[log]]}, schema={"result": pl.List(logs.LOG)}))
+    assert out.row(0, named=True) | {"data": None} == {
+        "block_number": 1, "transaction_index": 0, "log_index": 0, "block_hash": "0x" + "cc" * 32,
+        "transaction_hash": "0x" + "ee" * 32, "address": "0x" + "ab" * 20, "topic0": "0x" + "dd" * 32,
+        "topic1": "0x" + "0a" * 32, "topic2": None, "topic3": None, "data": None}
+
+
+LOG_LIMIT = 4  # blocks per eth_getLogs the proxy accepts in the tests below
+
+
+def too_large(code: int, message: str):
+    """A fault: refuse every eth_getLogs wider than LOG_LIMIT blocks with this JSON-RPC error."""
+    def fault(calls):
+        wide = [c for c in calls if c["method"] == "eth_getLogs"
+                and int(c["params"][0]["toBlock"], 16) - int(c["params"][0]["fromBlock"], 16) + 1 > LOG_LIMIT]
+        if not wide:
+            return None
+        return 200, orjson.dumps([{"jsonrpc": "2.0", "id": c["id"], "error": {"code": code, "message": message}}
+                                  for c in calls])
+    return fault
+
+
+@pytest.mark.parametrize("code, message", [
+    (-32005, "query returned more than 10000 results"),
+    (-32602, "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
+             "limit on the response size, or you can request any block range with a cap of 10K logs in the response."),
+    (-32000, "block range is too large"),
+    (-32000, "exceed maximum block range: 4"),
+    (-32602, "query exceeds max block range 4"),
+])
+def test_logs_window_is_halved_when_the_node_says_too_large(devnet, tmp_path, code, message):
+    first = devnet.first_block
+    spec = f"{first}:{first + 40}"
+    expected = ingest(devnet.url, spec, ["logs"], tmp_path / "direct")
+    with NodeProxy(devnet.url, too_large(code, message)) as proxy:
+        report = ingest(proxy.url, spec, ["logs"], tmp_path / "proxied", max_retries=1)
+    assert report.rows["logs"] == expected.rows["logs"] > 0
+    assert read_frame(tmp_path / "proxied", "logs").equals(read_frame(tmp_path / "direct", "logs"))
+
+
+@pytest.mark.parametrize("message", ["invalid block range params",  # geth: fromBlock > toBlock
+                                     "exceed max addresses or topics per search position"])  # geth: filter size
+def test_logs_errors_unrelated_to_size_are_not_bisected(devnet, tmp_path, message):
+    """Errors that merely contain 'range' / 'limit' / 'exceed' fail at once, with the initial windows only."""
+    first = devnet.first_block
+    with NodeProxy(devnet.url, too_large(-32000, message)) as proxy:
+        with pytest.raises(NodeError):
+            ingest(proxy.url, f"{first}:{first + 50}", ["logs"], tmp_path, max_retries=1,
+                   options={"log_blocks_per_request": 25})
+        assert set(proxy.blocks_asked("eth_getLogs")) <= {0, first, first + 25}  # 0: the capability probe
+    assert not partition_files(tmp_path, "logs")
+
+
+def test_write_is_fsynced_before_the_rename(tmp_path, monkeypatch):
+    """The temp file reaches the disk before it takes the real name; the rename is made durable after."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "part" / "data.parquet"
+    lake_module.write_parquet_atomic(path, pl.DataFrame({"a": [1, 2]}).to_arrow())
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    tmp = events[0][1]
+    assert tmp.endswith(".tmp") and events[1] == ("replace", tmp, str(path)) and events[2][1] == str(path.parent)
+    assert pq.read_table(path).num_rows == 2
+
+
+def test_two_writers_of_one_partition_take_turns(devnet, tmp_path, monkeypatch):
+    """Two ingests of disjoint blocks of one partition at once (a CLI run and a Dagster run): both reach the
+    write step together unless the partition lock makes the second wait, which then merges onto the first."""
+    both_read = threading.Barrier(2)
+    real_write = lake_module.write_parquet_atomic
+
+    def write_when_both_have_read(path, table):
+        try:
+            both_read.wait(timeout=1.5)  # without the lock both writers get here having read the same file
+        except threading.BrokenBarrierError:
+            pass
+        real_write(path, table)
+
+    monkeypatch.setattr(lake_module, "write_parquet_atomic", write_when_both_have_read)
+    errors = []
+
+    def run(spec):
+        try:
+            ingest(devnet.url, spec, ["blocks"], tmp_path, partition_size=PARTITION)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(spec,)) for spec in ("0:50", "50:100")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    blocks = read_frame(tmp_path, "blocks")
+    assert blocks["block_number"].to_list() == list(range(100))
+    folder = partition_files(tmp_path, "blocks")["000000000000-000000000099"].parent
+    assert sorted(p.name for p in folder.iterdir()) == [lake_module.LOCK_FILE, lake_module.DATA_FILE]
+    count = duckdb.connect().execute(
+        f"select count(*) from read_parquet('{dataset_glob(tmp_path, 'blocks')}', hive_partitioning=true)").fetchone()
+    assert count == (100,)  # the lock file is not read as data
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_ingest", Path(__file__).parents[1] / "bench" / "ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_fails_when_row_counts_differ(monkeypatch):
+    bench = load_bench()
+    row = {"dataset": "logs", "rows_chainlake": 10, "rows_cryo": 9, "chainlake_s": 1.0, "cryo_s": 1.0,
+           "chainlake_rows_s": 10.0, "cryo_rows_s": 9.0, "ratio": 1.1, "node_cpu_chainlake": 0.1, "node_cpu_cryo": 0.1}
+    chain = {"blocks": 10, "market_blocks": 5, "txs_sent": 50, "build_seconds": 1.0, "spec": "0:10"}
+    written = []
+    monkeypatch.setattr(bench, "bench", lambda *args: ([row], chain))
+    monkeypatch.setattr(bench, "write_results", written.append)
+    monkeypatch.setattr(sys, "argv", ["bench/ingest.py"])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code not in (0, None) and "logs" in str(exit_.value.code)
+    assert written == []  # RESULTS.md is not rewritten with a failed check
+    monkeypatch.setattr(bench, "bench", lambda *args: ([row | {"rows_cryo": 10}], chain))
+    bench.main()
+    assert len(written) == 1

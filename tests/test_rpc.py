@@ -229,3 +229,108 @@ def test_bad_options():
         RpcClient("http://127.0.0.1:1", max_concurrency=0)
     with pytest.raises(ConfigError):
         RpcClient("http://127.0.0.1:1", requests_per_second=-1)
+
+
+def test_connections_closed_by_the_server_are_forgotten():
+    """A server that closes every keep-alive connection: the client keeps no list of dead connections."""
+    with ScriptedNode(default=(200, ok("0x1")[1], {"Connection": "close"})) as node, RpcClient(node.url) as client:
+        for _ in range(20):
+            assert client.call("eth_chainId") == "0x1"
+        assert len(client._http._all) <= 1
+        assert len(node.requests) == 20
+
+
+@pytest.mark.parametrize("code, message, unsupported", [
+    (-32000, "block does not exist", False),
+    (-32000, "header not found", False),
+    (-32000, "historical state is not available", False),
+    (-32601, "Method not found", True),
+    (-32000, "the method eth_getBlockReceipts does not exist/is not available", True),
+    (-32000, "Unsupported method: eth_getBlockReceipts on ETH_MAINNET", True),
+    (-32603, "method not allowed", True),
+])
+def test_only_method_errors_mean_unsupported(code, message, unsupported):
+    """"does not exist" / "not available" about the data asked for is an answer, not a missing method."""
+    with ScriptedNode(default=rpc_error(code, message)) as node, RpcClient(node.url, **FAST) as client:
+        if unsupported:
+            with pytest.raises(MethodUnsupported, match="does not serve eth_getBlockReceipts"):
+                client.call("eth_getBlockReceipts", ["0x5"])
+            assert not client.supports("eth_getBlockReceipts")
+        else:
+            with pytest.raises(RpcError, match=f"eth_getBlockReceipts failed on the node: {message}") as err:
+                client.call("eth_getBlockReceipts", ["0x5"])
+            assert not isinstance(err.value, MethodUnsupported)
+            assert client.supports("eth_getBlockReceipts")
+
+
+def test_http_error_with_an_html_body_is_one_short_line():
+    page = (b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+            b"<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            + b"<!-- padding -->\n" * 100 + b"</body>\r\n</html>\r\n")
+    html = {"Content-Type": "text/html"}
+    with ScriptedNode(default=(404, page, html)) as node, RpcClient(node.url, **FAST) as client:
+        with pytest.raises(NodeError, match="HTTP 404: <html> <head><title>404 Not Found</title>") as err:
+            client.call("eth_chainId")
+    message = str(err.value)
+    assert "\n" not in message and "\r" not in message and len(message) < 260
+
+
+def test_missing_url_names_the_cli_flag():
+    with pytest.raises(ConfigError, match="pass --rpc-url or set ETH_RPC_URL"):
+        validate_url(None)
+
+
+def test_retry_after_is_never_cut_short():
+    """max_backoff (0.01 s) caps our own backoff, not the node's Retry-After: wait at least what it asked."""
+    script = [(429, b"", {"Retry-After": "0.4"}), (503, b"", {"Retry-After": "0.3"}), ok("0x1")]
+    with ScriptedNode(script) as node, RpcClient(node.url, **FAST) as client:
+        started = time.monotonic()
+        assert client.call("eth_chainId") == "0x1"
+        assert time.monotonic() - started >= 0.7
+        assert len(node.requests) == 3
+
+
+def test_retry_after_beyond_the_cap_fails_at_once():
+    with ScriptedNode(default=(429, b"", {"Retry-After": "3600"})) as node, RpcClient(node.url, **FAST) as client:
+        started = time.monotonic()
+        with pytest.raises(NodeError, match="asks to wait 3600s before retrying"):
+            client.call("eth_chainId")
+        assert time.monotonic() - started < 1 and len(node.requests) == 1
+
+
+def test_retry_after_as_an_http_date():
+    from email.utils import formatdate
+
+    from chainlake.rpc import _retry_after
+
+    assert 8 <= _retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10
+    assert _retry_after(formatdate(time.time() - 10, usegmt=True)) == 0
+    assert _retry_after("1.5") == 1.5 and _retry_after(None) is None and _retry_after("soon") is None
+
+
+def test_unknown_host_fails_at_once_without_retries():
+    with RpcClient("http://chainlake-no-such-host.invalid:8545", max_retries=5, backoff=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(NodeError, match="cannot resolve host 'chainlake-no-such-host.invalid'"):
+            client.call("eth_chainId")
+        assert time.monotonic() - started < 1
+
+
+def test_too_large_query_under_a_rate_limit_code_is_an_answer():
+    """Infura sends "query returned more than 10000 results" as -32005: not a rate limit, never retried."""
+    with ScriptedNode(default=rpc_error(-32005, "query returned more than 10000 results")) as node, \
+            RpcClient(node.url, **FAST) as client:
+        with pytest.raises(RpcError, match="more than 10000 results"):
+            client.call("eth_getLogs", [{}])
+        assert len(node.requests) == 1
+
+
+def test_a_closed_client_refuses_requests():
+    with ScriptedNode(default=ok("0x1")) as node:
+        client = RpcClient(node.url, batch_size=1)
+        client.close()
+        with pytest.raises(NodeError, match="is closed"):
+            client.call("eth_chainId")
+        with pytest.raises(NodeError, match="is closed"):
+            client.batch([("eth_chainId", [])] * 3)
+        assert node.requests == []

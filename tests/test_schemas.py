@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from chainlake.errors import NodeError
 from chainlake.ingest import DATASETS, SCHEMAS, ingest, partition_files
 from chainlake.ingest import schemas as schemas_module
-from chainlake.ingest.convert import (
-    check_quantities, checked, hex_to_decimal, hex_to_int, lowercase, quantity, uint256_frame,
-)
+from chainlake.ingest.convert import checked, hex_to_decimal, hex_to_int, lowercase, quantity, uint256_frame
 
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
 # Mostly large values, with the 2^128 boundary (native parse vs Python fallback) well covered.
@@ -45,8 +43,7 @@ def test_uint256_reads_padded_abi_words(words):
 @given(st.lists(st.integers(0, 2**63 - 1), max_size=30))
 def test_int64_quantities(values):
     raw = pl.DataFrame({"q": [hex(v) for v in values]}, schema={"q": pl.String})
-    out = raw.select(quantity("q").alias("n"))
-    check_quantities(out, raw, {"n": "q"}, "test")
+    out = checked(raw.select(quantity("q").alias("n")), raw, {"n": "q"}, "test")
     assert out["n"].to_list() == values
 
 
@@ -67,7 +64,7 @@ def test_quantity_overflow_or_garbage_is_an_error(bad):
     raw = pl.DataFrame({"q": [bad]})
     out = raw.select(quantity("q").alias("n"))
     with pytest.raises(NodeError, match="fits int64"):
-        check_quantities(out, raw, {"n": "q"}, "test")
+        checked(out, raw, {"n": "q"}, "test")
 
 
 def test_every_dataset_has_an_explicit_documented_schema():

@@ -29,10 +29,6 @@ def hex_to_decimal(h: str | None) -> str | None:
     return None if value is None else str(value)
 
 
-def int_to_hex(value: int) -> str:
-    return hex(value)
-
-
 def quantity(col: str | pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
     """Hex quantity -> integer, one native pass. Non-strict: odd values (no 0x, not hex, too large, the
     empty '0x') become null, and `checked` fixes '0x' to 0 and raises for the rest."""
@@ -69,11 +65,6 @@ def checked(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: s
             raise NodeError(f"{what}: {src} value {value!r} is not a hex quantity that fits int64")
         fixes.append(pl.when(pl.Series(bad)).then(pl.lit(0, out.schema[dst])).otherwise(pl.col(dst)).alias(dst))
     return out.with_columns(fixes) if fixes else out
-
-
-def check_quantities(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> None:
-    """Raise if a converted column does not hold its source's value (see `checked`)."""
-    checked(out, raw, pairs, what)
 
 
 def lowercase(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:

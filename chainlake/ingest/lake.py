@@ -9,18 +9,23 @@ Layout::
 Hive-style directories, so DuckDB reads a dataset with
 ``read_parquet('LAKE/logs/**/*.parquet', hive_partitioning=true)`` (adds a VARCHAR `block_partition`).
 
-Writes are atomic (a temp file in the same directory, then `os.replace`, so readers see the old file or
-the new one, never half) and idempotent: writing blocks A..B into a partition replaces exactly the rows of
-A..B and keeps the rest, so re-running or overlapping ranges never duplicate rows. Temp files end in
-``.tmp``, which the ``*.parquet`` globs ignore.
+Writes are atomic (a temp file in the same directory, fsynced, then `os.replace`, so readers see the old
+file or the new one, never half, and a crash cannot leave a renamed but empty file) and idempotent:
+writing blocks A..B into a partition replaces exactly the rows of A..B and keeps the rest, so re-running
+or overlapping ranges never duplicate rows. Two writers of one partition (a CLI ingest and a Dagster run)
+take turns: the read-merge-write holds an exclusive `flock` on the partition folder's ``.lock`` file, so
+neither drops the other's rows. Temp files end in ``.tmp`` and the lock file is ``.lock``, which the
+``*.parquet`` globs ignore.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +44,7 @@ LAKE_FILE = "_lake.json"
 LAKE_FORMAT = 1
 PARTITION_DIR = "block_partition"
 DATA_FILE = "data.parquet"
+LOCK_FILE = ".lock"  # per partition folder; not *.parquet, so no reader or catalog glob picks it up
 # zstd level 1: 2x smaller than snappy/lz4 at about the same write speed (measured on trace partitions).
 # Blob-like columns (calldata, return data, log data) skip dictionaries and statistics: nearly unique,
 # so both cost CPU for nothing.
@@ -187,6 +193,25 @@ def merge_partition(
     result is sorted by `keys` and checked to have no duplicate key (an error, never written).
     """
     path = partition_path(lake_dir, dataset, key)
+    with partition_lock(path.parent):
+        return _merge_locked(path, dataset, key, rows, replace, keys, schema, normalize)
+
+
+@contextmanager
+def partition_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a partition folder (blocks while another process or thread holds it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _merge_locked(path: Path, dataset: str, key: str, rows: pl.DataFrame, replace: pl.Expr,
+                  keys: tuple[str, ...], schema: pa.Schema,
+                  normalize: Callable[[pl.DataFrame], pl.DataFrame] | None) -> int:
     frame = rows.select(schema.names)
     if path.exists():
         old = pl.from_arrow(pq.read_table(path, schema=schema)).filter(~replace)
@@ -223,25 +248,41 @@ def to_table(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    """Write a Parquet file via a temp file in the same directory and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        plain = [name for name in table.column_names if name not in BLOB_COLUMNS]
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, use_dictionary=plain, write_statistics=plain, **PARQUET_OPTIONS)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a Parquet file durably: a temp file in the same directory, fsync, `os.replace`, fsync the folder."""
+    plain = [name for name in table.column_names if name not in BLOB_COLUMNS]
+    _write_atomic(path, lambda handle: pq.write_table(table, handle, use_dictionary=plain, write_statistics=plain,
+                                                       **PARQUET_OPTIONS))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    _write_atomic(path, lambda handle: handle.write(data))
+
+
+def _write_atomic(path: Path, write: Callable) -> None:
+    """`write(handle)` into a temp file, flushed to disk *before* the rename (otherwise a crash can leave
+    the new name pointing at an empty file), then the rename itself made durable (best effort)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory: the data itself is already on disk
+    finally:
+        os.close(fd)

@@ -3,16 +3,18 @@
 Order matters: everything that can be wrong with the request (datasets, addresses, URL, the node, the
 block range against the head, the lake's chain and partition size, the RPC methods each dataset needs)
 is checked *before* the first directory or file is created, so a bad request leaves nothing behind.
-Then each dataset is collected partition by partition (two partitions in flight, so one is written while
-the next is fetched) and merged into the lake atomically.
+Then each dataset is collected partition by partition (two partitions fetched at once, written in block
+order while the next are fetched) and merged into the lake atomically; an error or Ctrl-C stops at once,
+having written only the partitions before the failing one.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +130,8 @@ def ingest(
     tracked = normalize_addresses(addresses, "address")
     token_list = normalize_addresses(tokens, "token")
     if any(d.name == "balances" for d in chosen) and not tracked:
-        raise ConfigError("dataset 'balances' needs at least one address to track (addresses=...)")
+        raise ConfigError("dataset 'balances' needs at least one address to track: pass --addresses "
+                          "(addresses=... in Python)")
     if partition_size is not None and (not isinstance(partition_size, int) or partition_size < 1):
         raise ConfigError(f"partition size must be a positive integer, got {partition_size!r}")
     lake = Path(lake_dir)
@@ -155,21 +158,43 @@ def ingest(
 
 def _ingest_dataset(dataset: Dataset, ctx: Context, rng: BlockRange, lake: Path, config: LakeConfig,
                     report: IngestReport, bar) -> None:
+    """Collect partitions in worker threads (at most PARTITION_WORKERS at once) and write them here, in
+    block order, each while the next ones are fetched.
+
+    On any error (a partition that fails, Ctrl-C), partitions not started are cancelled and the error is
+    raised at once: this run has then written exactly the partitions before the failing one, never a
+    later one, so what it added to the lake is a gap-free prefix of the range.
+    """
     started = time.monotonic()
-    parts = split_by_partition(rng, config.partition_size)
+    parts = iter(split_by_partition(rng, config.partition_size))
     task = bar.add_task(dataset.name, total=rng.count) if bar is not None else None
+    done: list[tuple[str, int]] = []
+    pending: deque[tuple[str, BlockRange, Future]] = deque()
+    pool = ThreadPoolExecutor(PARTITION_WORKERS, thread_name_prefix="chainlake-part")
 
-    def one(part: tuple[str, BlockRange]) -> tuple[str, int]:
-        key, sub = part
-        rows = dataset.collect(ctx, sub)
-        merge_partition(lake, dataset.name, key, rows, dataset.replace_filter(ctx, sub), dataset.keys,
-                        dataset.schema, dataset.normalize)
-        if bar is not None:
-            bar.advance(task, sub.count)
-        return key, rows.height
+    def submit_next() -> None:
+        part = next(parts, None)
+        if part is not None:
+            pending.append((*part, pool.submit(dataset.collect, ctx, part[1])))
 
-    with ThreadPoolExecutor(min(PARTITION_WORKERS, len(parts)), thread_name_prefix="chainlake-part") as pool:
-        done = list(pool.map(one, parts))
+    try:
+        for _ in range(PARTITION_WORKERS):
+            submit_next()
+        while pending:
+            key, sub, future = pending.popleft()
+            rows = future.result()
+            submit_next()  # keeps PARTITION_WORKERS fetches going while this partition is written
+            merge_partition(lake, dataset.name, key, rows, dataset.replace_filter(ctx, sub), dataset.keys,
+                            dataset.schema, dataset.normalize)
+            done.append((key, rows.height))
+            if bar is not None:
+                bar.advance(task, sub.count)
+    except BaseException:
+        # Do not wait for a fetch still running: its rows are never written, and the client it uses is
+        # closed by `ingest` on the way out (so it stops at its next request).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     report.rows[dataset.name] = sum(rows for _, rows in done)
     report.partitions[dataset.name] = [key for key, _ in done]
     report.methods[dataset.name] = dict(ctx.methods)

@@ -1,8 +1,7 @@
-"""logs: every event log in the range (eth_getLogs over block windows, bisected if the node says too many)."""
+"""logs: every event log in the range (eth_getLogs over block windows, halved when the node says the query
+is too large: see `chainlake.rpc.QUERY_TOO_LARGE` for the messages recognised)."""
 
 from __future__ import annotations
-
-import re
 
 import polars as pl
 
@@ -10,7 +9,7 @@ from chainlake.ingest.convert import checked, lowercase, quantity
 from chainlake.ingest.dataset import Context, Dataset, concat
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import LOGS
-from chainlake.rpc import RpcError
+from chainlake.rpc import QUERY_TOO_LARGE, RpcError
 
 LOG = pl.Struct({
     "address": pl.String, "topics": pl.List(pl.String), "data": pl.String, "blockNumber": pl.String,
@@ -18,8 +17,7 @@ LOG = pl.Struct({
 })
 INTS = {"block_number": "blockNumber", "transaction_index": "transactionIndex", "log_index": "logIndex"}
 BLOCKS_PER_REQUEST = 25  # measured on anvil: wider windows cost the node more CPU per log
-# How nodes say a getLogs window is too large (geth, erigon, reth, hosted providers).
-_TOO_MANY = re.compile(r"too many|more than|limit|range|exceed|too large|timeout", re.IGNORECASE)
+TOPICS = [f"topic{i}" for i in range(4)]
 
 
 def convert(frame: pl.DataFrame) -> pl.DataFrame:
@@ -32,7 +30,7 @@ def convert(frame: pl.DataFrame) -> pl.DataFrame:
         *[pl.col("topics").list.get(i, null_on_oob=True).alias(f"topic{i}") for i in range(4)],
         pl.col("data"),
     )
-    return lowercase(checked(out, raw, INTS, "logs"), ["block_hash", "transaction_hash", "address"])
+    return lowercase(checked(out, raw, INTS, "logs"), ["block_hash", "transaction_hash", "address", *TOPICS])
 
 
 def windows(blocks: BlockRange, size: int) -> list[BlockRange]:
@@ -47,7 +45,7 @@ def fetch(ctx: Context, blocks: BlockRange, size: int, filters: dict | None = No
     try:
         frames = ctx.client.frames(calls, pl.List(LOG), batch_size=1)
     except RpcError as exc:
-        if size == 1 or not _TOO_MANY.search(exc.rpc_message):
+        if size == 1 or not QUERY_TOO_LARGE.search(exc.rpc_message):
             raise
         return fetch(ctx, blocks, max(1, size // 2), filters)
     return convert(concat(frames, pl.List(LOG)))

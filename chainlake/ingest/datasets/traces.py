@@ -3,9 +3,16 @@
 Source: `trace_block` (parity style, parsed natively). Nodes without it (geth) are read with
 `debug_traceBlockByNumber` + callTracer, whose nested frames are flattened here into the same rows:
 depth-first order, `trace_address` = path of child indexes, `subtraces` = number of children.
-Known differences of the fallback, inherent to callTracer: the top call's `gas` / `gas_used` include the
-intrinsic gas (parity's exclude it), `error` uses geth's wording ("execution reverted" vs "Reverted"),
-and there are no reward rows.
+Known differences of the fallback, inherent to callTracer:
+- the top call's `gas_used` is null. parity's value is the gas the execution spent before refunds, which
+  callTracer does not give: geth reports the receipt's gasUsed there (intrinsic gas included, refunds
+  deducted) and anvil 1.7.1 the block's *cumulative* gas. The receipt's gasUsed minus the intrinsic gas
+  is still off by the refund (measured on anvil: a call that clears a storage slot), so no exact value
+  can be derived. The transaction's total is the transactions dataset's `gas_used` (from its receipt).
+- the top call's `gas` is the node's: on revm-based nodes (anvil, tested against trace_block) it equals
+  parity's (intrinsic gas excluded); geth's callTracer reports the transaction's gas limit instead.
+- `error` uses geth's wording ("execution reverted" vs "Reverted"), and there are no reward rows.
+Inner frames match trace_block exactly (tests/test_ingest.py::test_debug_trace_fallback_gives_the_same_rows).
 """
 
 from __future__ import annotations
@@ -94,8 +101,9 @@ def _frame_row(node: dict, block: int, block_hash, tx_hash, position: int, addre
         "block_number": block, "block_hash": block_hash, "transaction_hash": tx_hash,
         "transaction_position": position, "trace_index": index, "trace_address": address,
         "subtraces": n_children, "type": trace_type, "call_type": call_type,
-        "from_address": (node.get("from") or "").lower() or None, "to_address": (node.get("to") or "").lower() or None,
-        "value_hex": node.get("value") or "0x0", "gas": node.get("gas"), "gas_used": node.get("gasUsed"),
+        "from_address": node.get("from") or None, "to_address": node.get("to") or None,  # lowercased in collect_debug
+        "value_hex": node.get("value") or "0x0", "gas": node.get("gas"),
+        "gas_used": node.get("gasUsed") if address else None,  # top call: not parity's value (module doc)
         "input": node.get("input") if trace_type != "suicide" else None,
         "output": _output(node, trace_type), "error": node.get("error"),
     }
@@ -119,10 +127,16 @@ def collect_debug(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
         if header is None:
             raise NodeError(f"eth_getBlockByNumber returned no block {block}")
         rows += flatten_call_frames(block, header.get("hash"), header.get("transactions") or [], answers or [])
-    schema = {name: dtype for name, dtype in _DEBUG_SCHEMA.items()}
+    return rows_to_frame(rows)
+
+
+def rows_to_frame(rows: list[dict]) -> pl.DataFrame:
+    """Flattened callTracer rows -> rows of the traces schema (quantities checked, hex lowercased)."""
+    schema = dict(_DEBUG_SCHEMA)
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     out = frame.with_columns(quantity("gas").alias("gas"), quantity("gas_used").alias("gas_used"))
     out = checked(out, frame, {"gas": "gas", "gas_used": "gas_used"}, "traces")
+    out = lowercase(out, ["block_hash", "transaction_hash", "from_address", "to_address"])
     return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 
