@@ -113,17 +113,18 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu, "memory": memory, "python": platform.python_version()}
 
 
-def bench(blocks: int, txs_per_block: int, repeats: int, seed: int) -> tuple[list[dict], dict]:
+def bench(blocks: int, txs_per_block: int, repeats: int, seed: int, signed: bool) -> tuple[list[dict], dict]:
     python = cryo_python()
     work = BENCH / ".work"  # git-ignored scratch space
     work.mkdir(exist_ok=True)
-    with Devnet(seed=seed, txs_per_block=txs_per_block) as dn, tempfile.TemporaryDirectory(dir=work) as tmp:
+    with Devnet(seed=seed, txs_per_block=txs_per_block, signed=signed) as dn, \
+            tempfile.TemporaryDirectory(dir=work) as tmp:
         started = time.perf_counter()
         summary = dn.run(blocks)
         build_s = time.perf_counter() - started
         head = summary.last_block
         spec = f"0:{head + 1}"  # blocks 0..head, same spelling for both tools (cryo: end exclusive)
-        chain = {"blocks": head + 1, "market_blocks": summary.blocks, "txs_sent": sum(summary.txs_sent.values()),
+        chain = {"kind": "signed" if signed else "unsigned", "blocks": head + 1, "market_blocks": summary.blocks, "txs_sent": sum(summary.txs_sent.values()),
                  "build_seconds": round(build_s, 1), "spec": spec}
         print(f"devnet: {chain}", flush=True)
         results = []
@@ -150,8 +151,16 @@ def format_row(r: dict) -> str:
             f"{r['cryo_rows_s']:>10,.0f}/s | x{r['ratio']:.2f} ({same})")
 
 
+CHAIN_TITLES = {
+    "signed": "Signed devnet (anvil recovers each sender on every read: node-bound for both tools)",
+    "unsigned": "Unsigned devnet (impersonated senders, read like a node that stores senders)",
+}
+
+
 def markdown(results: list[dict], chain: dict, info: dict, repeats: int) -> str:
     lines = [
+        f"### {CHAIN_TITLES[chain['kind']]}",
+        "",
         "| dataset | rows chainlake | rows cryo | chainlake s | cryo s | chainlake rows/s | cryo rows/s | ratio "
         "| node CPU s (chainlake / cryo) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -173,10 +182,18 @@ def main() -> None:
     parser.add_argument("--txs-per-block", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--chains", default="signed,unsigned",
+                        help="which devnet chains to build: signed (real signatures), unsigned (impersonated)")
     parser.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md's table")
     args = parser.parse_args()
-    results, chain = bench(args.blocks, args.txs_per_block, args.repeats, args.seed)
-    table = markdown(results, chain, machine(), args.repeats)
+    tables, results = [], []
+    for kind in args.chains.split(","):
+        if kind not in CHAIN_TITLES:
+            sys.exit(f"unknown chain kind {kind!r}: use {', '.join(CHAIN_TITLES)}")
+        chain_results, chain = bench(args.blocks, args.txs_per_block, args.repeats, args.seed, kind == "signed")
+        tables.append(markdown(chain_results, chain, machine(), args.repeats))
+        results += chain_results
+    table = "\n".join(tables)
     print("\n" + table)
     differ = row_count_differences(results)
     if differ:  # a failed check: exit non-zero, and do not rewrite RESULTS.md (its analysis says "same rows")

@@ -620,7 +620,7 @@ def test_bench_fails_when_row_counts_differ(monkeypatch):
     bench = load_bench()
     row = {"dataset": "logs", "rows_chainlake": 10, "rows_cryo": 9, "chainlake_s": 1.0, "cryo_s": 1.0,
            "chainlake_rows_s": 10.0, "cryo_rows_s": 9.0, "ratio": 1.1, "node_cpu_chainlake": 0.1, "node_cpu_cryo": 0.1}
-    chain = {"blocks": 10, "market_blocks": 5, "txs_sent": 50, "build_seconds": 1.0, "spec": "0:10"}
+    chain = {"kind": "signed", "blocks": 10, "market_blocks": 5, "txs_sent": 50, "build_seconds": 1.0, "spec": "0:10"}
     written = []
     monkeypatch.setattr(bench, "bench", lambda *args: ([row], chain))
     monkeypatch.setattr(bench, "write_results", written.append)

@@ -35,6 +35,8 @@ Conventions (the same in every dataset, so joins never need casts):
 |              |                                       | contract for creates, refund address for suicides, author for    |
 |              |                                       | rewards), value, value_f64, gas, gas_used, input (init code for  |
 |              |                                       | creates), output (deployed code for creates), error              |
+|              |                                       | (with the debug_traceBlockByNumber fallback the top frame's      |
+|              |                                       | gas_used is null: callTracer gives no exact pre-refund value)    |
 | balances     | block_number, address, token          | block_number, address, token (NATIVE_TOKEN for ether),           |
 |              |                                       | balance, balance_f64 (null if the token had no balanceOf)        |
 
