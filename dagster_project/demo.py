@@ -119,7 +119,7 @@ def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> 
 def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path,
              partition_size: int = DEFAULT_PARTITION_SIZE) -> list[str]:
     """Run the demo; returns the partition keys it materialized."""
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines stay whole in logs and CI output
     if blocks < partition_size:
         raise ConfigError(f"--blocks {blocks} fills no {partition_size}-block partition: use at least {partition_size}")
     instance = dagster_instance()
