@@ -13,7 +13,10 @@ from typing import Optional
 
 import typer
 
-from chainlake.config import DEFAULT_CATALOG, DEFAULT_LAKE, DEFAULT_LAYOUT, default_tracked, resolve_rpc_url
+from chainlake.config import (
+    DEFAULT_BATCH_SIZE, DEFAULT_CATALOG, DEFAULT_LAKE, DEFAULT_LAYOUT, DEFAULT_MAX_CONCURRENCY, default_tracked,
+    resolve_rpc_url,
+)
 from chainlake.errors import ChainlakeError
 
 app = typer.Typer(help="chainlake: an Ethereum data lake and feature store for DeFi trading agents.",
@@ -84,9 +87,10 @@ def ingest(
                                                        "(default on the devnet: its pools and agents)."),
     tokens: Optional[str] = typer.Option(None, help="balances: comma-separated ERC-20 tokens "
                                                     "(default on the devnet: its tokens)."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    concurrency: int = typer.Option(DEFAULT_MAX_CONCURRENCY, min=1, help="Requests in flight at once."),
     rps: Optional[float] = typer.Option(None, "--rps", help="Requests-per-second limit (hosted nodes)."),
-    batch_size: int = typer.Option(100, "--batch-size", help="JSON-RPC calls per batch request."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1,
+                                   help="Most JSON-RPC calls per batch request."),
 ) -> None:
     """Extract raw datasets for a block range into the Parquet lake, then refresh the DuckDB catalog."""
     from chainlake.catalog import build_catalog

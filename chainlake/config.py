@@ -16,6 +16,10 @@ DEFAULT_WAREHOUSE = Path("warehouse")
 DEFAULT_LAKE = DEFAULT_WAREHOUSE / "lake"
 DEFAULT_CATALOG = DEFAULT_WAREHOUSE / "chainlake.duckdb"
 DEFAULT_LAYOUT = DEFAULT_WAREHOUSE / "devnet.json"
+# Requests in flight and JSON-RPC calls per batch request: what bench/ingest.py measured as best on
+# anvil; each dataset may use smaller batches where the node prefers them.
+DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_BATCH_SIZE = 50
 
 
 def resolve_rpc_url(rpc_url: str | None = None, layout_path: Path = DEFAULT_LAYOUT) -> str:

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import orjson
 import polars as pl
 
+from chainlake.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY
 from chainlake.errors import ConfigError, MethodUnsupported, NodeError
 
 T = TypeVar("T")
@@ -227,8 +228,8 @@ class RpcClient:
         url: str,
         *,
         timeout: float = 60.0,
-        max_concurrency: int = 4,
-        batch_size: int = 50,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         requests_per_second: float | None = None,
         max_retries: int = 5,
         backoff: float = 0.25,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from chainlake.config import DEFAULT_CATALOG, DEFAULT_LAKE, default_tracked, resolve_rpc_url
+from chainlake.config import DEFAULT_BATCH_SIZE, DEFAULT_CATALOG, DEFAULT_MAX_CONCURRENCY, DEFAULT_LAKE, default_tracked, resolve_rpc_url
 from chainlake.ingest import DEFAULT_PARTITION_SIZE, read_lake_config
 
 
@@ -13,9 +13,9 @@ class ChainNode(dg.ConfigurableResource):
     """A JSON-RPC node. Empty `rpc_url` means $ETH_RPC_URL, else the devnet in warehouse/devnet.json."""
 
     rpc_url: str = ""
-    max_concurrency: int = 8
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     requests_per_second: float = 0.0  # 0: no limit
-    batch_size: int = 100
+    batch_size: int = DEFAULT_BATCH_SIZE
     confirmations: int = 0  # blocks behind the head before a block counts as final
 
     def url(self) -> str:

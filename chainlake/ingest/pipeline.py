@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chainlake.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY
 from chainlake.errors import ConfigError, MethodUnsupported
 from chainlake.ingest.dataset import Context, Dataset
 from chainlake.ingest.datasets import DATASETS
@@ -111,8 +112,8 @@ def ingest(
     tokens: Iterable[str] = (),
     progress: bool = False,
     partition_size: int | None = None,
-    max_concurrency: int = 4,
-    batch_size: int = 50,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     requests_per_second: float | None = None,
     max_retries: int = 5,
     timeout: float = 60.0,
