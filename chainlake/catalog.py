@@ -67,7 +67,10 @@ def build_catalog(lake_dir: Path = DEFAULT_LAKE, catalog_path: Path = DEFAULT_CA
                 con.execute(view_sql(name, lake_dir))
                 views.append(CatalogView(name, len(files), (lake_dir / name).as_posix()))
             for name, sql in (extra_views or {}).items():
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
+                try:
+                    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
+                except duckdb.Error as exc:
+                    raise ConfigError(f"view {name!r}: {str(exc).splitlines()[0]}") from None
                 views.append(CatalogView(name, 0, "sql"))
             con.execute("CHECKPOINT")
         finally:

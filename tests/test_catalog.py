@@ -46,7 +46,7 @@ def test_a_failing_view_keeps_the_old_catalog(tmp_path):
     lake, catalog = tmp_path / "lake", tmp_path / "c.duckdb"
     write(lake, "blocks", "000000000000-000000000009", {"block_number": [1]})
     build_catalog(lake, catalog)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="view 'bad': Catalog Error"):
         build_catalog(lake, catalog, extra_views={"bad": "select * from nowhere"})
     assert query("select count(*) as n from blocks", catalog, lake).to_pylist() == [{"n": 1}]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
