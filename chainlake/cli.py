@@ -107,6 +107,28 @@ def ingest(
 
 @app.command()
 @user_errors
+def decode(
+    blocks: str = typer.Option(..., "--blocks", help="Block range START:END (END exclusive, like cryo); "
+                                                     "END may be 'latest' (the lake's last block)."),
+    tables: str = typer.Option("erc20_transfers,dex_swaps,pool_reserves,liquidity_events", "--tables",
+                               help="Comma-separated decoded tables."),
+    rpc_url: Optional[str] = RpcUrl,
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+) -> None:
+    """Decode raw logs already in the lake into erc20_transfers, dex_swaps, pool_reserves, liquidity_events.
+
+    The node is asked only for token and pool metadata not cached in the lake yet (eth_call)."""
+    from chainlake.catalog import build_catalog
+    from chainlake.decode import decode as run_decode
+
+    report = run_decode(lake, blocks, split_list(tables), rpc_url=rpc_url)
+    build_catalog(lake, catalog_for(lake, catalog))
+    typer.echo(report.summary())
+
+
+@app.command()
+@user_errors
 def mempool(
     seconds: float = typer.Option(30.0, help="How long to watch."),
     interval: float = typer.Option(0.5, help="Seconds between txpool_content polls."),

@@ -58,7 +58,7 @@ def run_market(dn: Devnet, blocks: int, lake_dir: Path, instance: dg.DagsterInst
 
 def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, partition_size: int,
                     instance: dg.DagsterInstance, console: Console) -> list[str]:
-    """Add the final partitions and materialize each (raw assets + checks), then mempool and catalog."""
+    """Add the final partitions and materialize each (raw and decoded assets + checks), then mempool and catalog."""
     from dagster_project.definitions import defs
     from dagster_project.partitions import block_ranges
 
@@ -90,7 +90,8 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
 def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     first, last = partition_range(keys[0])[0], partition_range(keys[-1])[1]
     table = Table("dataset", "rows", "blocks", title=f"lake: blocks {first}-{last}")
-    for name in ("blocks", "transactions", "logs", "traces", "balances", "mempool"):
+    for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
+                 "pool_reserves", "liquidity_events", "mempool"):
         row = query(f"select count(*) as n, min(block_number) as lo, max(block_number) as hi from {name}"
                     if name != "mempool" else
                     "select count(*) as n, min(first_seen_head) as lo, max(first_seen_head) as hi from mempool",

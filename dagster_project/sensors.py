@@ -9,8 +9,8 @@ from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
 raw_ingest_job = dg.define_asset_job(
-    "raw_ingest_job", selection=dg.AssetSelection.groups("raw"), executor_def=dg.in_process_executor,
-    description="Ingest every raw dataset for one block-range partition.",
+    "raw_ingest_job", selection=dg.AssetSelection.groups("raw", "decoded"), executor_def=dg.in_process_executor,
+    description="Ingest every raw dataset for one block-range partition, then decode it (decoded tables).",
 )
 
 mempool_job = dg.define_asset_job(

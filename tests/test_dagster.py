@@ -5,6 +5,7 @@ import pytest
 
 from chainlake.catalog import query
 from chainlake.ingest import read_range
+from dagster_project.assets.decoded import DECODED_TABLES
 from dagster_project.assets.raw import RAW_DATASETS
 from dagster_project.definitions import defs
 from dagster_project.partitions import block_ranges
@@ -60,6 +61,24 @@ def test_materialization_metadata_counts_rows(dagster_run):
             assert "|" in mat.metadata["preview"].value
 
 
+def test_decoded_assets_materialize_after_raw_with_passing_checks(dagster_run):
+    """The decoded assets on the partitions the raw assets filled: rows, metadata and checks."""
+    instance, resources, _, _ = dagster_run
+    lake = resources["lake"].lake
+    decoded = [a for a in defs.assets if a.key.path[0] in DECODED_TABLES]
+    for key, (first, last) in [("000000000000-000000000099", (0, 99)), ("000000000100-000000000199", (100, 199))]:
+        result = dg.materialize(decoded, partition_key=key, instance=instance, resources=resources)
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert {(c.asset_key.path[0], c.check_name) for c in checks} >= {
+            (name, "unique_keys") for name in DECODED_TABLES} | {("dex_swaps", "rows_match_logs")}
+        assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            assert mat.metadata["rows"].value == read_range(lake, mat.asset_key.path[0], first, last).height
+    assert read_range(lake, "dex_swaps", 100, 199).height > 0
+
+
 def test_sensor_adds_final_partitions_only(dagster_run, devnet):
     """A range becomes a partition once its last block is `confirmations` deep, and only once."""
     _, resources, _, _ = dagster_run
@@ -93,7 +112,9 @@ def test_catalog_asset_exposes_views(dagster_run):
 
 def test_definitions_load():
     names = {a.key.path[0] for a in defs.assets}
-    assert set(RAW_DATASETS) | {"mempool", "mempool_observations", "lake_catalog"} <= names
+    assert set(RAW_DATASETS) | set(DECODED_TABLES) | {"mempool", "mempool_observations", "lake_catalog"} <= names
+    job_assets = {k.path[0] for k in defs.resolve_job_def("raw_ingest_job").asset_layer.selected_asset_keys}
+    assert set(RAW_DATASETS) | set(DECODED_TABLES) == job_assets
     assert defs.resolve_sensor_def("block_partitions_sensor")
     assert defs.resolve_schedule_def("mempool_schedule")
     assert defs.resolve_job_def("raw_ingest_job").partitions_def == block_ranges

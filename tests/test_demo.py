@@ -25,7 +25,8 @@ def test_demo_fills_the_lake_and_the_dagster_instance(tmp_path, monkeypatch):
                    "(select count(*) from balances) as bal", catalog, lake).to_pylist()[0]
     assert counts["b"] == 200 and counts["m"] > counts["inc"] > 0 and counts["bal"] > 0
     instance = dg.DagsterInstance.get()
-    for name in ("blocks", "transactions", "logs", "traces", "balances"):
+    for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
+                 "pool_reserves", "liquidity_events"):
         materialized = instance.get_materialized_partitions(dg.AssetKey(name))
         assert materialized == set(keys)
     for name in ("mempool_observations", "mempool", "lake_catalog"):

@@ -4,11 +4,12 @@
 import dagster as dg
 
 from chainlake.catalog import build_catalog
+from dagster_project.assets.decoded import DECODED_TABLES
 from dagster_project.assets.raw import RAW_DATASETS
 from dagster_project.resources import LakeStore
 
 
-@dg.asset(group_name="catalog", kinds={"duckdb"}, deps=[*RAW_DATASETS, "mempool"],
+@dg.asset(group_name="catalog", kinds={"duckdb"}, deps=[*RAW_DATASETS, *DECODED_TABLES, "mempool"],
           description="warehouse/chainlake.duckdb: a view per dataset over the Parquet lake.")
 def lake_catalog(lake: LakeStore) -> dg.MaterializeResult:
     views = build_catalog(lake.lake, lake.catalog)
