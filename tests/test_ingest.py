@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -632,3 +633,65 @@ def test_bench_fails_when_row_counts_differ(monkeypatch):
     monkeypatch.setattr(bench, "bench", lambda *args: ([row | {"rows_cryo": 10}], chain))
     bench.main()
     assert len(written) == 1
+    # rows read through the remote-node proxy are checked too, and named as such
+    assert bench.row_count_differences([row | {"rows_cryo": 10}, row | {"scenario": "remote"}]) == [
+        "logs (remote): chainlake 10 rows, cryo 9"]
+
+
+def test_bench_proxy_delays_counts_and_forwards():
+    """The bench's remote-node proxy: holds each request `latency_ms`, forwards it unchanged (status and body
+    back unchanged, large answers included), counts requests / calls / methods, and overlaps requests."""
+    bench = load_bench()
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(body)
+            if body == b"not json":
+                status, data = 400, b"bad request"
+            else:
+                request = orjson.loads(body)
+                pad = "x" * (2_000_000 if isinstance(request, list) else 10)  # a large answer arrives in pieces
+                status, data = 200, orjson.dumps({"echo": request, "pad": pad})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    single = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    batch = [single, {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []}, single | {"id": 3}]
+    try:
+        with bench.Proxy(f"http://127.0.0.1:{upstream.server_address[1]}", latency_ms=100) as proxy, \
+                httpx.Client(timeout=10) as client:
+            for payload in (single, batch):
+                started = time.perf_counter()
+                answer = client.post(proxy.url, content=orjson.dumps(payload), headers={"Content-Type": "application/json"})
+                assert time.perf_counter() - started >= 0.095  # held ~100 ms
+                assert answer.status_code == 200 and answer.json()["echo"] == payload
+                assert len(answer.json()["pad"]) == (2_000_000 if isinstance(payload, list) else 10)
+            answer = client.post(proxy.url, content=b"not json")
+            assert (answer.status_code, answer.content) == (400, b"bad request")
+            assert seen == [orjson.dumps(single), orjson.dumps(batch), b"not json"]  # forwarded unchanged
+            stats = proxy.stats(reset=True)
+            assert (stats["requests"], stats["calls"], stats["errors"]) == (3, 4, 0)
+            assert stats["methods"] == {"eth_chainId": 3, "eth_blockNumber": 1}
+            # requests are held concurrently, not one after another: 8 at once take ~one delay, not eight
+            started = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(lambda _: httpx.post(proxy.url, content=orjson.dumps(single)).status_code,
+                                      range(8)))
+            assert codes == [200] * 8 and time.perf_counter() - started < 0.5
+            stats = proxy.stats()
+            assert (stats["requests"], stats["calls"]) == (8, 8) and stats["peak_in_flight"] >= 4
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
