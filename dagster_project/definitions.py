@@ -7,12 +7,12 @@ from dagster_project.assets.decoded import decoded_assets
 from dagster_project.assets.mempool import mempool, mempool_observations
 from dagster_project.assets.raw import raw_assets
 from dagster_project.resources import ChainNode, LakeStore
-from dagster_project.sensors import block_partitions_sensor, mempool_job, mempool_schedule, raw_ingest_job
+from dagster_project.sensors import block_partitions_sensor, mempool_job, mempool_schedule, block_range_job
 
 defs = dg.Definitions(
     assets=[*raw_assets, *decoded_assets, mempool_observations, mempool, lake_catalog],
     resources={"chain": ChainNode(), "lake": LakeStore()},
-    jobs=[raw_ingest_job, mempool_job],
+    jobs=[block_range_job, mempool_job],
     sensors=[block_partitions_sensor],
     schedules=[mempool_schedule],
     executor=dg.in_process_executor,

@@ -72,7 +72,7 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
     }
     keys = finalized_partition_keys(head, 0, partition_size)
     instance.add_dynamic_partitions(block_ranges.name, keys)
-    job = defs.resolve_job_def("raw_ingest_job")
+    job = defs.resolve_job_def("block_range_job")
     for key in keys:
         started = time.monotonic()
         result = job.execute_in_process(run_config, instance=instance, partition_key=key)

@@ -8,9 +8,9 @@ from chainlake.rpc import RpcClient
 from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
-raw_ingest_job = dg.define_asset_job(
-    "raw_ingest_job", selection=dg.AssetSelection.groups("raw", "decoded"), executor_def=dg.in_process_executor,
-    description="Ingest every raw dataset for one block-range partition, then decode it (decoded tables).",
+block_range_job = dg.define_asset_job(
+    "block_range_job", selection=dg.AssetSelection.groups("raw", "decoded"), executor_def=dg.in_process_executor,
+    description="One block-range partition: ingest every raw dataset, then decode it into the decoded tables.",
 )
 
 mempool_job = dg.define_asset_job(
@@ -20,7 +20,7 @@ mempool_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(job=raw_ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=block_range_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
 def block_partitions_sensor(context: dg.SensorEvaluationContext, chain: ChainNode,
                             lake: LakeStore) -> dg.SensorResult | dg.SkipReason:
     """Add every block range that is complete and `confirmations` deep, and request its ingestion."""

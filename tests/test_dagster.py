@@ -17,7 +17,7 @@ PARTITION = 100
 
 @pytest.fixture(scope="module")
 def dagster_run(devnet, tmp_path_factory):
-    """Materialize the first two 100-block partitions through the real raw_ingest_job."""
+    """Materialize the first two 100-block partitions through the real block_range_job."""
     root = tmp_path_factory.mktemp("dagster")
     instance = dg.DagsterInstance.ephemeral()
     resources = {
@@ -113,8 +113,8 @@ def test_catalog_asset_exposes_views(dagster_run):
 def test_definitions_load():
     names = {a.key.path[0] for a in defs.assets}
     assert set(RAW_DATASETS) | set(DECODED_TABLES) | {"mempool", "mempool_observations", "lake_catalog"} <= names
-    job_assets = {k.path[0] for k in defs.resolve_job_def("raw_ingest_job").asset_layer.selected_asset_keys}
+    job_assets = {k.path[0] for k in defs.resolve_job_def("block_range_job").asset_layer.selected_asset_keys}
     assert set(RAW_DATASETS) | set(DECODED_TABLES) == job_assets
     assert defs.resolve_sensor_def("block_partitions_sensor")
     assert defs.resolve_schedule_def("mempool_schedule")
-    assert defs.resolve_job_def("raw_ingest_job").partitions_def == block_ranges
+    assert defs.resolve_job_def("block_range_job").partitions_def == block_ranges
