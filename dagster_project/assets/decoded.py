@@ -11,7 +11,7 @@ import polars as pl
 from chainlake import quality
 from chainlake.decode import TABLES, abi, decode
 from chainlake.ingest.lake import partition_range, read_range
-from dagster_project.assets.raw import preview_markdown
+from dagster_project.assets.partition_result import partition_result
 from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
@@ -32,15 +32,14 @@ def check_specs(name: str) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def run_checks(name: str, frame: pl.DataFrame, logs: pl.DataFrame) -> list[dg.AssetCheckResult]:
+def check_outcomes(name: str, frame: pl.DataFrame, logs: pl.DataFrame) -> dict[str, quality.CheckOutcome]:
     outcomes = {"unique_keys": quality.unique_keys(frame, list(TABLES[name].keys))}
     if name in SOURCE_EVENTS:
         expected = logs.filter(pl.any_horizontal(abi.shape_filter(e) for e in SOURCE_EVENTS[name])).height
         outcomes["rows_match_logs"] = quality.CheckOutcome(
             frame.height == expected, f"{frame.height} rows vs {expected} matching logs",
             {"rows": frame.height, "logs": expected})
-    return [dg.AssetCheckResult(check_name=check, passed=o.passed, description=o.description, metadata=o.metadata)
-            for check, o in outcomes.items()]
+    return outcomes
 
 
 def decoded_asset(name: str) -> dg.AssetsDefinition:
@@ -62,16 +61,9 @@ def decoded_asset(name: str) -> dg.AssetsDefinition:
         context.log.info(report.summary())
         frame = read_range(lake.lake, name, start, end)
         logs = read_range(lake.lake, "logs", start, end)
-        return dg.MaterializeResult(
-            metadata={
-                "rows": frame.height,
-                "block_range": f"{start}-{end}",
-                "path": dg.MetadataValue.path(str(lake.lake / name)),
-                "preview": dg.MetadataValue.md(preview_markdown(frame)),
-            },
-            check_results=run_checks(name, frame, logs),
-        )
+        return partition_result(lake.lake, name, frame, start, end, check_outcomes(name, frame, logs))
 
     return _asset
+
 
 decoded_assets = [decoded_asset(name) for name in DECODED_TABLES]

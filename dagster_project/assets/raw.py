@@ -11,20 +11,12 @@ import polars as pl
 from chainlake import quality
 from chainlake.ingest import DATASETS, ingest
 from chainlake.ingest.lake import partition_range, read_range
+from dagster_project.assets.partition_result import partition_result
 from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
 # Datasets checked against an upstream dataset of the same partition run after it.
 UPSTREAM = {"transactions": "blocks", "logs": "transactions"}
-
-
-def preview_markdown(frame: pl.DataFrame, rows: int = 5, max_chars: int = 24) -> str:
-    """A small markdown table for the Dagster UI; long hex strings are shortened."""
-    head = frame.head(rows)
-    header = "| " + " | ".join(head.columns) + " |\n|" + "---|" * len(head.columns) + "\n"
-    body = "".join("| " + " | ".join("" if v is None else str(v)[:max_chars] for v in row) + " |\n"
-                   for row in head.iter_rows())
-    return header + body
 
 
 def check_specs(name: str) -> list[dg.AssetCheckSpec]:
@@ -40,7 +32,7 @@ def check_specs(name: str) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def run_checks(name: str, frame: pl.DataFrame, lake_dir, start: int, end: int) -> list[dg.AssetCheckResult]:
+def check_outcomes(name: str, frame: pl.DataFrame, lake_dir, start: int, end: int) -> dict[str, quality.CheckOutcome]:
     outcomes = {"unique_keys": quality.unique_keys(frame, list(DATASETS[name].keys))}
     if name == "blocks":
         outcomes["no_block_gaps"] = quality.no_block_gaps(frame, start, end)
@@ -50,12 +42,7 @@ def run_checks(name: str, frame: pl.DataFrame, lake_dir, start: int, end: int) -
     if name == "logs":
         transactions = read_range(lake_dir, "transactions", start, end)
         outcomes["logs_match_receipts"] = quality.logs_match_receipts(transactions, frame)
-    return [
-        dg.AssetCheckResult(check_name=check, passed=o.passed, description=o.description,
-                            metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v
-                                      for k, v in o.metadata.items()})
-        for check, o in outcomes.items()
-    ]
+    return outcomes
 
 
 def raw_asset(name: str) -> dg.AssetsDefinition:
@@ -78,15 +65,8 @@ def raw_asset(name: str) -> dg.AssetsDefinition:
                         partition_size=lake.partition_size_in_use(), **chain.client_options())
         frame = read_range(lake.lake, name, start, end)
         context.log.info(report.summary())
-        return dg.MaterializeResult(
-            metadata={
-                "rows": frame.height,
-                "block_range": f"{start}-{end}",
-                "path": dg.MetadataValue.path(str(lake.lake / name)),
-                "preview": dg.MetadataValue.md(preview_markdown(frame)),
-            },
-            check_results=run_checks(name, frame, lake.lake, start, end),
-        )
+        return partition_result(lake.lake, name, frame, start, end,
+                                check_outcomes(name, frame, lake.lake, start, end))
 
     return _asset
 
