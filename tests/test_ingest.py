@@ -31,7 +31,7 @@ from chainlake.ingest import (
 from chainlake.ingest import lake as lake_module
 from chainlake.ingest.datasets import logs, traces, transactions
 from chainlake.ingest.ranges import format_key
-from chainlake.rpc import RpcClient, RpcError
+from chainlake.rpc import RpcClient
 
 RAW = ["blocks", "transactions", "logs", "traces"]
 PARTITION = 100
