@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -32,6 +31,7 @@ from chainlake.ingest import lake as lake_module
 from chainlake.ingest.datasets import logs, traces, transactions
 from chainlake.ingest.ranges import format_key
 from chainlake.rpc import RpcClient
+from local_http import LocalHttpServer
 
 RAW = ["blocks", "transactions", "logs", "traces"]
 PARTITION = 100
@@ -151,43 +151,26 @@ def test_write_is_atomic(devnet, tmp_path, monkeypatch):
     assert not [p for p in Path(tmp_path).rglob("*") if p.is_file() and p.suffix == ".tmp"]
 
 
-class MissingMethodsNode:
+class MissingMethodsNode(LocalHttpServer):
     """A node that knows only eth_chainId and eth_blockNumber (for MethodUnsupported before writing)."""
 
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    KNOWN = {"eth_chainId": "0x7a69", "eth_blockNumber": "0x64"}
 
-            def do_POST(self):
-                request = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                answers = [self.answer(r) for r in request] if isinstance(request, list) else self.answer(request)
-                data = orjson.dumps(answers)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def respond(self, body: bytes):
+        request = orjson.loads(body)
+        answers = [self.answer(r) for r in request] if isinstance(request, list) else self.answer(request)
+        return 200, orjson.dumps(answers), None
 
-            @staticmethod
-            def answer(r):
-                known = {"eth_chainId": "0x7a69", "eth_blockNumber": "0x64"}
-                if r["method"] in known:
-                    return {"jsonrpc": "2.0", "id": r["id"], "result": known[r["method"]]}
-                return {"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "Method not found"}}
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def answer(self, r: dict) -> dict:
+        if r["method"] in self.KNOWN:
+            return {"jsonrpc": "2.0", "id": r["id"], "result": self.KNOWN[r["method"]]}
+        return {"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "Method not found"}}
 
 
 @pytest.fixture(scope="module")
 def missing_methods_node():
-    node = MissingMethodsNode()
-    yield node.url
-    node.server.shutdown()
-    node.server.server_close()
+    with MissingMethodsNode() as node:
+        yield node.url
 
 
 def closed_port_url() -> str:
@@ -406,37 +389,24 @@ def block_of(call: dict) -> int | None:
     return int(first, 16) if isinstance(first, str) and first.startswith("0x") and len(first) < 20 else None
 
 
-class NodeProxy:
+class NodeProxy(LocalHttpServer):
     """Forwards JSON-RPC to a real node. `fault(calls)` may answer an HTTP request itself with
     (status, body): calls are the request's JSON-RPC calls (a batch, or one call)."""
 
     def __init__(self, upstream: str, fault=None):
+        super().__init__()
         self.upstream, self.fault = upstream, fault
         self.calls: list[dict] = []
         self.lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = orjson.loads(body)
-                calls = request if isinstance(request, list) else [request]
-                with proxy.lock:
-                    proxy.calls += calls
-                answer = proxy.fault(calls) if proxy.fault else None
-                status, data = answer if answer is not None else (200, proxy.forward(body))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def respond(self, body: bytes):
+        request = orjson.loads(body)
+        calls = request if isinstance(request, list) else [request]
+        with self.lock:
+            self.calls += calls
+        answer = self.fault(calls) if self.fault else None
+        status, data = answer if answer is not None else (200, self.forward(body))
+        return status, data, None
 
     def forward(self, body: bytes) -> bytes:
         return httpx.post(self.upstream, content=body, headers={"Content-Type": "application/json"}, timeout=60).content
@@ -446,13 +416,6 @@ class NodeProxy:
             return [b for c in self.calls if (method is None or c["method"] == method)
                     and (b := block_of(c)) is not None]
 
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_failing_partition_stops_the_ingest_before_any_later_partition(devnet, tmp_path):
@@ -644,33 +607,19 @@ def test_bench_proxy_delays_counts_and_forwards():
     bench = load_bench()
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
+    class Upstream(LocalHttpServer):
+        def respond(self, body: bytes):
             seen.append(body)
             if body == b"not json":
-                status, data = 400, b"bad request"
-            else:
-                request = orjson.loads(body)
-                pad = "x" * (2_000_000 if isinstance(request, list) else 10)  # a large answer arrives in pieces
-                status, data = 200, orjson.dumps({"echo": request, "pad": pad})
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+                return 400, b"bad request", None
+            request = orjson.loads(body)
+            pad = "x" * (2_000_000 if isinstance(request, list) else 10)  # a large answer arrives in pieces
+            return 200, orjson.dumps({"echo": request, "pad": pad}), None
 
-        def log_message(self, *args):
-            pass
-
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     single = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
     batch = [single, {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []}, single | {"id": 3}]
-    try:
-        with bench.Proxy(f"http://127.0.0.1:{upstream.server_address[1]}", latency_ms=100) as proxy, \
+    with Upstream() as upstream:
+        with bench.Proxy(upstream.url, latency_ms=100) as proxy, \
                 httpx.Client(timeout=10) as client:
             for payload in (single, batch):
                 started = time.perf_counter()
@@ -692,6 +641,3 @@ def test_bench_proxy_delays_counts_and_forwards():
             assert codes == [200] * 8 and time.perf_counter() - started < 0.5
             stats = proxy.stats()
             assert (stats["requests"], stats["calls"]) == (8, 8) and stats["peak_in_flight"] >= 4
-    finally:
-        upstream.shutdown()
-        upstream.server_close()

@@ -6,69 +6,41 @@ import socket
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
 from chainlake.errors import ConfigError, MethodUnsupported, NodeError
 from chainlake.rpc import RpcClient, RpcError, validate_url
+from local_http import LocalHttpServer
 
 FAST = {"backoff": 0.001, "max_backoff": 0.01}
 
 
-class ScriptedNode:
+class ScriptedNode(LocalHttpServer):
     """Answers POSTs from a script of (status, body or callable(request) -> body, headers)."""
 
     def __init__(self, script=(), default=None, delay: float = 0.0):
+        super().__init__()
         self.script = deque(script)
         self.default = default
         self.delay = delay
         self.requests: list = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
-        node = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with node.lock:
-                    node.requests.append(orjson.loads(body))
-                    node.in_flight += 1
-                    node.max_in_flight = max(node.max_in_flight, node.in_flight)
-                    step = node.script.popleft() if node.script else node.default
-                time.sleep(node.delay)
-                status, answer, headers = step
-                data = answer(orjson.loads(body)) if callable(answer) else answer
-                data = data if isinstance(data, bytes) else orjson.dumps(data)
-                with node.lock:
-                    node.in_flight -= 1
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, body: bytes):
+        with self.lock:
+            self.requests.append(orjson.loads(body))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            step = self.script.popleft() if self.script else self.default
+        time.sleep(self.delay)
+        status, answer, headers = step
+        data = answer(orjson.loads(body)) if callable(answer) else answer
+        with self.lock:
+            self.in_flight -= 1
+        return status, data if isinstance(data, bytes) else orjson.dumps(data), headers
 
 
 def ok(result):
