@@ -110,19 +110,19 @@ def ingest(
 def decode(
     blocks: str = typer.Option(..., "--blocks", help="Block range START:END (END exclusive, like cryo); "
                                                      "END may be 'latest' (the lake's last block)."),
-    tables: str = typer.Option("erc20_transfers,dex_swaps,pool_reserves,liquidity_events", "--tables",
-                               help="Comma-separated decoded tables."),
+    tables: Optional[str] = typer.Option(None, "--tables", help="Comma-separated decoded tables (default: all "
+                                         "block-partitioned ones; see `chainlake.decode.TABLES`)."),
     rpc_url: Optional[str] = RpcUrl,
     lake: Path = Lake,
     catalog: Optional[Path] = Catalog,
 ) -> None:
-    """Decode raw logs already in the lake into erc20_transfers, dex_swaps, pool_reserves, liquidity_events.
+    """Decode raw logs already in the lake into the decoded tables (transfers, swaps, reserves, liquidity, sandwiches).
 
     The node is asked only for token and pool metadata not cached in the lake yet (eth_call)."""
     from chainlake.catalog import build_catalog
     from chainlake.decode import decode as run_decode
 
-    report = run_decode(lake, blocks, split_list(tables), rpc_url=rpc_url)
+    report = run_decode(lake, blocks, split_list(tables) or None, rpc_url=rpc_url)
     build_catalog(lake, catalog_for(lake, catalog))
     typer.echo(report.summary())
 

@@ -82,7 +82,8 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
         if failed:
             raise ChainlakeError(f"partition {key}: asset checks failed: {', '.join(failed)} (see `make dev`)")
     defs.resolve_job_def("mempool_job").execute_in_process(
-        run_config, instance=instance, asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("lake_catalog")],
+        run_config, instance=instance,
+        asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("mempool_swaps"), dg.AssetKey("lake_catalog")],
     )
     return keys
 
@@ -91,10 +92,10 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     first, last = partition_range(keys[0])[0], partition_range(keys[-1])[1]
     table = Table("dataset", "rows", "blocks", title=f"lake: blocks {first}-{last}")
     for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
-                 "pool_reserves", "liquidity_events", "mempool"):
+                 "pool_reserves", "liquidity_events", "mev_sandwiches", "mempool", "mempool_swaps"):
         row = query(f"select count(*) as n, min(block_number) as lo, max(block_number) as hi from {name}"
-                    if name != "mempool" else
-                    "select count(*) as n, min(first_seen_head) as lo, max(first_seen_head) as hi from mempool",
+                    if not name.startswith("mempool") else
+                    f"select count(*) as n, min(first_seen_head) as lo, max(first_seen_head) as hi from {name}",
                     catalog_path, lake_dir).to_pylist()[0]
         table.add_row(name, f"{row['n']:,}", f"{row['lo']}-{row['hi']}")
     return table

@@ -9,14 +9,16 @@ from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
 block_range_job = dg.define_asset_job(
-    "block_range_job", selection=dg.AssetSelection.groups("raw", "decoded"), executor_def=dg.in_process_executor,
+    "block_range_job", selection=dg.AssetSelection.groups("raw", "decoded") - dg.AssetSelection.assets("mempool_swaps"),
+    executor_def=dg.in_process_executor,
     description="One block-range partition: ingest every raw dataset, then decode it into the decoded tables.",
 )
 
 mempool_job = dg.define_asset_job(
-    "mempool_job", selection=dg.AssetSelection.assets("mempool_observations", "mempool", "lake_catalog"),
+    "mempool_job", selection=dg.AssetSelection.assets("mempool_observations", "mempool", "mempool_swaps",
+                                                           "lake_catalog"),
     executor_def=dg.in_process_executor,
-    description="Watch the txpool for a while, then rebuild the mempool table and the catalog.",
+    description="Watch the txpool for a while, then rebuild the mempool table, its decoded swaps and the catalog.",
 )
 
 

@@ -118,3 +118,5 @@ def test_definitions_load():
     assert defs.resolve_sensor_def("block_partitions_sensor")
     assert defs.resolve_schedule_def("mempool_schedule")
     assert defs.resolve_job_def("block_range_job").partitions_def == block_ranges
+    mempool_assets = {k.path[0] for k in defs.resolve_job_def("mempool_job").asset_layer.selected_asset_keys}
+    assert {"mempool", "mempool_swaps", "lake_catalog"} <= mempool_assets

@@ -26,10 +26,10 @@ def test_demo_fills_the_lake_and_the_dagster_instance(tmp_path, monkeypatch):
     assert counts["b"] == 200 and counts["m"] > counts["inc"] > 0 and counts["bal"] > 0
     instance = dg.DagsterInstance.get()
     for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
-                 "pool_reserves", "liquidity_events"):
+                 "pool_reserves", "liquidity_events", "mev_sandwiches"):
         materialized = instance.get_materialized_partitions(dg.AssetKey(name))
         assert materialized == set(keys)
-    for name in ("mempool_observations", "mempool", "lake_catalog"):
+    for name in ("mempool_observations", "mempool", "mempool_swaps", "lake_catalog"):
         assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None
     # A second run replaces the earlier devnet's lake instead of mixing two chains.
     run_demo(blocks=100, seed=4, txs_per_block=5, lake_dir=lake, catalog_path=catalog, partition_size=100)

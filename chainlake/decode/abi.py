@@ -208,3 +208,49 @@ def int256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
 def topic_address(column: str) -> pl.Expr:
     """The address held in an indexed-address topic (last 20 bytes), lowercase."""
     return (pl.lit("0x") + pl.col(column).str.slice(26, 40).str.to_lowercase())
+
+
+# -- UniswapV2Router02 swap functions (calldata of pending or included txs) -------------------------------------
+@dataclass(frozen=True)
+class RouterSwap:
+    """One router swap function. `args` name the head words in order; "path" is the dynamic address[].
+
+    Amounts are named by role: `amount_in` / `amount_out_min` (exact input) or `amount_out` /
+    `amount_in_max` (exact output). The ETH-in functions take their input (or its cap) from the tx value:
+    `value_as` names that role.
+    """
+
+    name: str
+    signature: str
+    selector: str  # first 4 bytes of keccak256(signature); checked against eth_utils.keccak in tests/test_mev.py
+    args: tuple[str, ...]
+    value_as: str | None = None
+
+    @property
+    def exact_in(self) -> bool:
+        return "amount_in" in self.args or self.value_as == "amount_in"
+
+
+_EXACT_IN = ("amount_in", "amount_out_min", "path", "recipient", "deadline")
+_EXACT_OUT = ("amount_out", "amount_in_max", "path", "recipient", "deadline")
+_ETH_IN = ("amount_out_min", "path", "recipient", "deadline")
+
+
+def _router(signature: str, selector: str, args: tuple[str, ...], value_as: str | None = None) -> RouterSwap:
+    return RouterSwap(signature.split("(")[0], signature, selector, args, value_as)
+
+
+_U5 = "(uint256,uint256,address[],address,uint256)"
+_U4 = "(uint256,address[],address,uint256)"
+ROUTER_SWAPS: dict[str, RouterSwap] = {f.selector: f for f in (
+    _router("swapExactTokensForTokens" + _U5, "0x38ed1739", _EXACT_IN),
+    _router("swapTokensForExactTokens" + _U5, "0x8803dbee", _EXACT_OUT),
+    _router("swapExactETHForTokens" + _U4, "0x7ff36ab5", _ETH_IN, "amount_in"),
+    _router("swapTokensForExactETH" + _U5, "0x4a25d94a", _EXACT_OUT),
+    _router("swapExactTokensForETH" + _U5, "0x18cbafe5", _EXACT_IN),
+    _router("swapETHForExactTokens" + _U4, "0xfb3bdb41", ("amount_out", "path", "recipient", "deadline"),
+            "amount_in_max"),
+    _router("swapExactTokensForTokensSupportingFeeOnTransferTokens" + _U5, "0x5c11d795", _EXACT_IN),
+    _router("swapExactETHForTokensSupportingFeeOnTransferTokens" + _U4, "0xb6f9de95", _ETH_IN, "amount_in"),
+    _router("swapExactTokensForETHSupportingFeeOnTransferTokens" + _U5, "0x791ac947", _EXACT_IN),
+)}

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from chainlake.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, resolve_rpc_url
-from chainlake.decode import liquidity, reserves, swaps, transfers
+from chainlake.decode import liquidity, reserves, sandwiches, swaps, transfers
 from chainlake.decode.metadata import Metadata
 from chainlake.decode.table import DecodeContext, DecodedTable
 from chainlake.errors import ConfigError
@@ -25,7 +25,8 @@ from chainlake.ingest.ranges import BlockRange, parse_block_range, split_by_part
 from chainlake.rpc import RpcClient
 
 TABLES: dict[str, DecodedTable] = {t.name: t for t in
-                                   (transfers.TABLE, swaps.TABLE, reserves.TABLE, liquidity.TABLE)}
+                                   (transfers.TABLE, swaps.TABLE, reserves.TABLE, liquidity.TABLE,
+                                    sandwiches.TABLE)}
 
 
 @dataclass

@@ -39,9 +39,34 @@ tables are single files read once per contract over `eth_call` (`chainlake.decod
 |                  |                          | token1, amount0_raw (+_f64), amount1_raw (+_f64), amount0,        |
 |                  |                          | amount1, liquidity_raw (V3 amount of liquidity), tick_lower,      |
 |                  |                          | tick_upper (V3), tx_from                                          |
+| mev_sandwiches   | block_number,            | one row per (front-run, victim, back-run): block_number,          |
+|                  | front_log_index,         | block_time, pool, protocol, attacker (front-run's tx sender),     |
+|                  | victim_log_index         | attacker_recipient (its swap recipient), victims (count in the    |
+|                  |                          | sandwich), {front,victim,back}_transaction_hash,                  |
+|                  |                          | _transaction_index, _log_index, victim_from, token_sold,          |
+|                  |                          | token_bought (the front-run's; the victims' too), their symbols,  |
+|                  |                          | {front,victim,back}_{sold,bought}_amount_raw (+_f64), profit_raw  |
+|                  |                          | (+_f64: back bought - front sold, signed, in token_sold), profit  |
+|                  |                          | (adjusted), gas_cost_wei (+_f64: gas_used x effective_gas_price   |
+|                  |                          | of front and back). Sandwich-level columns repeat per victim      |
 | tokens           | token                    | token, decimals (null: no decimals()), symbol (null: none; a      |
 |                  |                          | bytes32 symbol, as MKR's, is decoded as text)                     |
 | pools            | pool                     | pool, protocol, token0, token1 (null when token0()/token1() fail) |
+
+`mempool_swaps` is derived from the (unpartitioned) `mempool` table, one file rebuilt whole
+(``LAKE/mempool_swaps/data.parquet``; semantics in `chainlake.decode.mempool_swaps`):
+
+| table            | key                      | columns                                                           |
+|------------------|--------------------------|-------------------------------------------------------------------|
+| mempool_swaps    | transaction_hash         | transaction_hash, from_address, nonce, router (the tx's to),      |
+|                  |                          | function (router function name), exact_in, amount_in_raw,         |
+|                  |                          | amount_out_min_raw (exact-in), amount_out_raw, amount_in_max_raw  |
+|                  |                          | (exact-out), each +_f64 and null when not the function's (ETH-in: |
+|                  |                          | from the tx value), path (list of token addresses), token_in,     |
+|                  |                          | token_out, recipient, deadline (int64; null if wider), gas_price, |
+|                  |                          | max_priority_fee_per_gas, first_seen_ms, first_seen_head,         |
+|                  |                          | included_block, included_index, delay_blocks, delay_seconds,      |
+|                  |                          | status (from `mempool`)                                           |
 
 Swap direction (Dune spellbook's rule, so numbers match `dex.trades`): V2: bought = token0 when
 amount0Out > 0 (else token1), sold = token1 when amount0In = 0 or amount1Out = 0 (else token0); V3
@@ -103,9 +128,32 @@ TOKENS = _schema(("token", STR), ("decimals", I64), ("symbol", STR))
 
 POOLS = _schema(("pool", STR), ("protocol", STR), ("token0", STR), ("token1", STR))
 
+MEV_SANDWICHES = _schema(
+    ("block_number", I64), ("block_time", TIME), ("pool", STR), ("protocol", STR), ("attacker", STR),
+    ("attacker_recipient", STR), ("victims", I64),
+    *[(f"{leg}_{col}", dtype) for leg in ("front", "victim", "back")
+      for col, dtype in (("transaction_hash", STR), ("transaction_index", I64), ("log_index", I64))],
+    ("victim_from", STR),
+    ("token_sold", STR), ("token_bought", STR), ("token_sold_symbol", STR), ("token_bought_symbol", STR),
+    *_amount("front_sold_amount"), *_amount("front_bought_amount"), *_amount("back_sold_amount"),
+    *_amount("back_bought_amount"), *_amount("victim_sold_amount"), *_amount("victim_bought_amount"),
+    *_amount("profit"), ("profit", F64), ("gas_cost_wei", STR), ("gas_cost_wei_f64", F64),
+)
+
+MEMPOOL_SWAPS = _schema(
+    ("transaction_hash", STR), ("from_address", STR), ("nonce", I64), ("router", STR), ("function", STR),
+    ("exact_in", pa.bool_()), *_amount("amount_in"), *_amount("amount_out_min"), *_amount("amount_out"),
+    *_amount("amount_in_max"), ("path", pa.large_list(STR)), ("token_in", STR), ("token_out", STR),
+    ("recipient", STR), ("deadline", I64), ("gas_price", I64), ("max_priority_fee_per_gas", I64),
+    ("first_seen_ms", I64), ("first_seen_head", I64), ("included_block", I64), ("included_index", I64),
+    ("delay_blocks", I64), ("delay_seconds", F64), ("status", STR),
+)
+
 # Block-range tables (their keys live with each table: `chainlake.decode.TABLES[name].keys`) and metadata tables.
 DECODED_SCHEMAS: dict[str, pa.Schema] = {
     "erc20_transfers": ERC20_TRANSFERS, "dex_swaps": DEX_SWAPS, "pool_reserves": POOL_RESERVES,
-    "liquidity_events": LIQUIDITY_EVENTS,
+    "liquidity_events": LIQUIDITY_EVENTS, "mev_sandwiches": MEV_SANDWICHES,
 }
+# Derived from the (unpartitioned) mempool table: one file, rebuilt whole.
+MEMPOOL_DERIVED_SCHEMAS: dict[str, pa.Schema] = {"mempool_swaps": MEMPOOL_SWAPS}
 METADATA_SCHEMAS: dict[str, pa.Schema] = {"tokens": TOKENS, "pools": POOLS}

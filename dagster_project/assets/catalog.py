@@ -9,7 +9,7 @@ from dagster_project.assets.raw import RAW_DATASETS
 from dagster_project.resources import LakeStore
 
 
-@dg.asset(group_name="catalog", kinds={"duckdb"}, deps=[*RAW_DATASETS, *DECODED_TABLES, "mempool"],
+@dg.asset(group_name="catalog", kinds={"duckdb"}, deps=[*RAW_DATASETS, *DECODED_TABLES, "mempool", "mempool_swaps"],
           description="warehouse/chainlake.duckdb: a view per dataset over the Parquet lake.")
 def lake_catalog(lake: LakeStore) -> dg.MaterializeResult:
     views = build_catalog(lake.lake, lake.catalog)

@@ -1,4 +1,5 @@
-"""One partitioned asset per decoded table, on the same block-range partitions as the raw assets.
+"""One partitioned asset per decoded table, on the same block-range partitions as the raw assets, plus
+`mempool_swaps` (unpartitioned, like the `mempool` table it decodes).
 
 Thin, like the raw assets: `chainlake.decode.decode` reads the partition's raw rows from the lake and
 writes the decoded partition; the node is asked only for token/pool metadata not cached yet. Each asset
@@ -10,12 +11,13 @@ import polars as pl
 
 from chainlake import quality
 from chainlake.decode import TABLES, abi, decode
+from chainlake.decode.mempool_swaps import build_mempool_swaps
 from chainlake.ingest.lake import partition_range, read_range
 from dagster_project.assets.partition_result import partition_result
 from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 
-DECODED_TABLES = ["erc20_transfers", "dex_swaps", "pool_reserves", "liquidity_events"]
+DECODED_TABLES = ["erc20_transfers", "dex_swaps", "pool_reserves", "liquidity_events", "mev_sandwiches"]
 # Per table: the logs each decoded row comes from (one row per matching log, except pool_reserves).
 SOURCE_EVENTS = {
     "erc20_transfers": [abi.TRANSFER],
@@ -29,6 +31,9 @@ def check_specs(name: str) -> list[dg.AssetCheckSpec]:
     if name in SOURCE_EVENTS:
         specs.append(dg.AssetCheckSpec("rows_match_logs", asset=name,
                                        description="one row per log of the decoded events (by ABI shape)"))
+    if name == "mev_sandwiches":
+        specs.append(dg.AssetCheckSpec("legs_ordered", asset=name,
+                                       description="front < victim < back in tx index, one attacker per sandwich"))
     return specs
 
 
@@ -39,7 +44,18 @@ def check_outcomes(name: str, frame: pl.DataFrame, logs: pl.DataFrame) -> dict[s
         outcomes["rows_match_logs"] = quality.CheckOutcome(
             frame.height == expected, f"{frame.height} rows vs {expected} matching logs",
             {"rows": frame.height, "logs": expected})
+    if name == "mev_sandwiches":
+        outcomes["legs_ordered"] = legs_ordered(frame)
     return outcomes
+
+
+def legs_ordered(frame: pl.DataFrame) -> quality.CheckOutcome:
+    """Every sandwich row has front < victim < back (tx index), and its victim is not the attacker."""
+    bad = frame.filter(~((pl.col("front_transaction_index") < pl.col("victim_transaction_index"))
+                         & (pl.col("victim_transaction_index") < pl.col("back_transaction_index"))
+                         & (pl.col("victim_from") != pl.col("attacker")))).height
+    return quality.CheckOutcome(bad == 0, f"{bad} of {frame.height} rows out of order or self-sandwiched",
+                                {"bad": bad, "rows": frame.height})
 
 
 def decoded_asset(name: str) -> dg.AssetsDefinition:
@@ -67,3 +83,33 @@ def decoded_asset(name: str) -> dg.AssetsDefinition:
 
 
 decoded_assets = [decoded_asset(name) for name in DECODED_TABLES]
+
+
+@dg.asset(
+    group_name="decoded", kinds={"parquet", "polars"}, deps=["mempool"],
+    check_specs=[dg.AssetCheckSpec("unique_keys", asset="mempool_swaps", description="one row per tx hash"),
+                 dg.AssetCheckSpec("rows_match_selectors", asset="mempool_swaps",
+                                   description="at most one row per mempool tx with a router swap selector")],
+    description="Pending UniswapV2Router02 swaps decoded from the mempool table's calldata: function, amounts, "
+                "path, recipient, deadline, first seen, inclusion, delay, status.",
+)
+def mempool_swaps(lake: LakeStore) -> dg.MaterializeResult:
+    frame = pl.from_arrow(build_mempool_swaps(lake.lake))
+    source = lake.lake / "mempool" / "data.parquet"
+    candidates = (pl.scan_parquet(source).filter(pl.col("input").str.slice(0, 10).str.to_lowercase()
+                                                 .is_in(list(abi.ROUTER_SWAPS))).select(pl.len()).collect().item()
+                  if source.exists() else 0)
+    outcomes = {
+        "unique_keys": quality.unique_keys(frame, ["transaction_hash"]),
+        "rows_match_selectors": quality.CheckOutcome(
+            frame.height <= candidates, f"{frame.height} decoded of {candidates} router swap selectors "
+                                        f"({candidates - frame.height} malformed calldata skipped)",
+            {"rows": frame.height, "candidates": candidates}),
+    }
+    by_function = frame.group_by("function").len().sort("function").to_dicts() if frame.height else []
+    return dg.MaterializeResult(
+        metadata={"rows": frame.height, "path": dg.MetadataValue.path(str(lake.lake / "mempool_swaps")),
+                  "by_function": dg.MetadataValue.json({r["function"]: r["len"] for r in by_function})},
+        check_results=[dg.AssetCheckResult(check_name=k, passed=o.passed, description=o.description,
+                                           metadata=o.metadata) for k, o in outcomes.items()],
+    )
