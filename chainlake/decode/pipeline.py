@@ -104,7 +104,7 @@ def decode(
                 metadata=metadata,
             )
             for table in chosen:
-                rows = table.build(ctx)
+                rows = ctx.once(table.name, table.build)
                 report.rows[table.name] += merge_partition(
                     lake, table.name, key, rows, pl.col("block_number").is_between(part.first, part.last),
                     table.keys, table.schema)

@@ -16,9 +16,9 @@ its rows: aggregate them over distinct `front_transaction_hash`.
 
 Profit is measured in the token the front-run sold: back-run bought - front-run sold, exact (`profit_raw`,
 signed) and decimal-adjusted (`profit`); `gas_cost_wei` is gas_used x effective_gas_price summed over the
-front- and back-run txs (from `transactions`), exact. Swaps are re-derived from the partition's logs with
-`chainlake.decode.swaps.build` (the `dex_swaps` rows of the same blocks), so a sandwich is found only
-within one partition, which is always the case: the three legs share a block.
+front- and back-run txs (from `transactions`), exact. Swaps are the partition's `dex_swaps` rows, built
+once per partition through `DecodeContext.once` (shared with the `dex_swaps` table when both are decoded),
+so a sandwich is found only within one partition, which is always the case: the three legs share a block.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def find_sandwiches(trades: pl.DataFrame) -> pl.DataFrame:
 
 
 def build(ctx: DecodeContext) -> pl.DataFrame:
-    trades = swaps.build(ctx)
+    trades = ctx.once(swaps.TABLE.name, swaps.build)
     triples = find_sandwiches(trades)
     gas = ctx.transactions.select(
         "transaction_hash",

@@ -8,7 +8,7 @@ table's `build` through a `DecodeContext`, and writes the result with the lake's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
@@ -24,6 +24,14 @@ class DecodeContext:
     transactions: pl.DataFrame
     blocks: pl.DataFrame
     metadata: Metadata
+    built: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    def once(self, name: str, build: Callable[["DecodeContext"], pl.DataFrame]) -> pl.DataFrame:
+        """A table of this range built once: a table derived from another (mev_sandwiches from dex_swaps)
+        reuses the frame the pipeline already built for the same partition instead of decoding again."""
+        if name not in self.built:
+            self.built[name] = build(self)
+        return self.built[name]
 
     def block_times(self) -> pl.DataFrame:
         """block_number, block_time (UTC timestamp) of the range's blocks."""
