@@ -228,5 +228,113 @@ def demo(
              partition_size=partition_size)
 
 
+features_app = typer.Typer(help="Feature views (sql/*.sql, features/*.py): list, show, build, training frames.",
+                           no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("list")
+@user_errors
+def features_list(lake: Path = Lake) -> None:
+    """Every registered feature view: kind, entity, TTL, what it reads, and whether it is built."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from chainlake.features import load_registry, state_path
+
+    table = Table("view", "kind", "entity", "ttl_blocks", "reads", "built rows", "description")
+    for view in load_registry().views.values():
+        path = state_path(lake, view)
+        built = "-"
+        if path.exists():
+            import pyarrow.parquet as pq
+
+            built = f"{pq.ParquetFile(path).metadata.num_rows:,}"
+        table.add_row(view.name, view.kind, view.entity, str(view.ttl_blocks or "-"), ", ".join(view.reads),
+                      built, view.description)
+    Console(soft_wrap=True).print(table)
+
+
+@features_app.command("show")
+@user_errors
+def features_show(name: str = typer.Argument(..., help="A view name (feature_ prefix optional)."),
+                  lake: Path = Lake, rows: int = typer.Option(5, help="Latest rows shown if built.")) -> None:
+    """One view: its metadata, its source file, its columns and latest rows if built."""
+    import inspect
+
+    import polars as pl
+
+    from chainlake.features import load_registry, state_path
+
+    view = load_registry().get(name)
+    for key, value in (("view", view.name), ("table", view.table), ("kind", view.kind), ("source", view.source),
+                       ("entity", view.entity), ("event_time", view.event_time), ("ttl_blocks", view.ttl_blocks),
+                       ("owner", view.owner), ("reads", ", ".join(view.reads)), ("description", view.description)):
+        typer.echo(f"{key + ':':13s}{value}")
+    typer.echo("")
+    typer.echo(view.sql if view.kind == "sql" else inspect.getsource(view.fn).rstrip())
+    path = state_path(lake, view)
+    if path.exists():
+        state = pl.read_parquet(path)
+        typer.echo(f"\nbuilt: {state.height:,} rows in {path}")
+        for column, dtype in state.schema.items():
+            typer.echo(f"    {column:32s} {dtype}")
+        print_table(state.sort(view.event_time, view.entity).tail(rows).to_arrow(), "table", rows)
+    else:
+        typer.echo(f"\nnot built in {lake}: chainlake features build {view.name}")
+
+
+@features_app.command("build")
+@user_errors
+def features_build(
+    names: Optional[list[str]] = typer.Argument(None, help="Views to build (default: all); the views they read "
+                                                           "are built too."),
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+    check: bool = typer.Option(False, "--check", help="Also run the causality check on each view."),
+) -> None:
+    """Compute the views' state tables into the lake, then refresh the catalog (views feature_<name>).
+
+    Every view is computed before any is written: an error leaves the lake as it was."""
+    from chainlake.catalog import build_catalog
+    from chainlake.errors import ConfigError
+    from chainlake.features import build_features, lake_causality_check, load_registry
+
+    registry = load_registry()
+    reports = build_features(lake, names or None, registry)
+    for report in reports:
+        typer.echo(report.summary())
+    build_catalog(lake, catalog_for(lake, catalog))
+    if check:
+        failed = []
+        for report in reports:
+            outcome = lake_causality_check(lake, report.view)
+            typer.echo(("ok    " if outcome.passed else "FAIL  ") + outcome.description)
+            failed += [] if outcome.passed else [report.view.name]
+        if failed:
+            raise ConfigError(f"look-ahead in {', '.join(failed)}")
+
+
+@features_app.command("frame")
+@user_errors
+def features_frame(
+    features: Optional[str] = typer.Option(None, help="Comma-separated views or view:column (default: all views)."),
+    stride: int = typer.Option(1, help="One row per pool every this many blocks."),
+    pools: Optional[str] = typer.Option(None, help="Comma-separated pool addresses (default: all)."),
+    out: Optional[Path] = typer.Option(None, help="Parquet file (default: LAKE/training_frame/data.parquet)."),
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+) -> None:
+    """Build a point-in-time training frame over the pool-block grid and write it as Parquet."""
+    from chainlake.catalog import build_catalog
+    from chainlake.features.frames import build_training_frame
+
+    frame, path = build_training_frame(lake, split_list(features) or None, stride=stride,
+                                       pools=split_list(pools) or None, out=out)
+    typer.echo(f"training frame: {frame.height:,} rows x {len(frame.columns)} columns -> {path}")
+    if out is None:
+        build_catalog(lake, catalog_for(lake, catalog))
+
+
 if __name__ == "__main__":
     app()

@@ -82,9 +82,16 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
         if failed:
             raise ChainlakeError(f"partition {key}: asset checks failed: {', '.join(failed)} (see `make dev`)")
     defs.resolve_job_def("mempool_job").execute_in_process(
-        run_config, instance=instance,
-        asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("mempool_swaps"), dg.AssetKey("lake_catalog")],
+        run_config, instance=instance, asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("mempool_swaps")],
     )
+    started = time.monotonic()
+    result = defs.resolve_job_def("features_job").execute_in_process(run_config, instance=instance)
+    failed = [f"{c.asset_key.to_user_string()}.{c.check_name}"
+              for c in result.get_asset_check_evaluations() if not c.passed]
+    console.print(f"features, training frame and catalog: {len(failed)} failed checks, "
+                  f"{time.monotonic() - started:.1f}s")
+    if failed:
+        raise ChainlakeError(f"feature checks failed: {', '.join(failed)} (see `make dev`)")
     return keys
 
 
@@ -98,6 +105,20 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
                     f"select count(*) as n, min(first_seen_head) as lo, max(first_seen_head) as hi from {name}",
                     catalog_path, lake_dir).to_pylist()[0]
         table.add_row(name, f"{row['n']:,}", f"{row['lo']}-{row['hi']}")
+    return table
+
+
+def features_table(catalog_path: Path, lake_dir: Path) -> Table:
+    """One line per feature view: rows, pools, blocks, and its columns."""
+    from chainlake.features import load_registry
+
+    table = Table("feature view", "rows", "pools", "blocks", "columns", title="features (catalog views feature_*)")
+    for view in load_registry().views.values():
+        row = query(f"select count(*) as n, count(distinct {view.entity}) as e, min({view.event_time}) as lo, "
+                    f"max({view.event_time}) as hi from {view.table}", catalog_path, lake_dir).to_pylist()[0]
+        columns = query(f"select * from {view.table} limit 0", catalog_path, lake_dir).column_names
+        table.add_row(view.table, f"{row['n']:,}", str(row["e"]), f"{row['lo']}-{row['hi']}",
+                      ", ".join(c for c in columns if c not in (*view.keys, "valid_from", "valid_to")))
     return table
 
 
@@ -132,8 +153,12 @@ def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog
         run_market(dn, blocks, lake_dir, instance, console)
         keys = materialize_all(dn.url, dn.market.head, lake_dir, catalog_path, partition_size, instance, console)
     console.print(summary_table(keys, catalog_path, lake_dir))
+    console.print(features_table(catalog_path, lake_dir))
+    frame = query("select count(*) as n from training_frame", catalog_path, lake_dir).to_pylist()[0]["n"]
+    console.print(f"training frame: {frame:,} rows (pool x block, every feature as known at that block)")
     console.print(f"lake:    {lake_dir.resolve()}")
     console.print(f"catalog: {catalog_path.resolve()}")
     console.print('try:     .venv/bin/chainlake sql "select address, count(*) from logs group by 1"')
+    console.print("         .venv/bin/chainlake features list; .venv/bin/chainlake features show realized_vol_64")
     console.print("UI: make dev, then open http://127.0.0.1:3000")
     return keys

@@ -21,6 +21,12 @@ mempool_job = dg.define_asset_job(
     description="Watch the txpool for a while, then rebuild the mempool table, its decoded swaps and the catalog.",
 )
 
+features_job = dg.define_asset_job(
+    "features_job", selection=dg.AssetSelection.groups("features", "frames") | dg.AssetSelection.assets("lake_catalog"),
+    executor_def=dg.in_process_executor,
+    description="Rebuild every feature view's state table (with its checks), the training frame and the catalog.",
+)
+
 
 @dg.sensor(job=block_range_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
 def block_partitions_sensor(context: dg.SensorEvaluationContext, chain: ChainNode,
@@ -43,4 +49,10 @@ mempool_schedule = dg.ScheduleDefinition(
     name="mempool_schedule",
     job=mempool_job, cron_schedule="* * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Record ~50 s of txpool snapshots every minute.",
+)
+
+features_schedule = dg.ScheduleDefinition(
+    name="features_schedule",
+    job=features_job, cron_schedule="*/15 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Rebuild the features and the training frame from the lake every 15 minutes.",
 )
