@@ -238,11 +238,12 @@ app.add_typer(features_app, name="features")
 def features_list(lake: Path = Lake) -> None:
     """Every registered feature view: kind, entity, TTL, what it reads, and whether it is built."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from chainlake.features import load_registry, state_path
 
-    table = Table("view", "kind", "entity", "ttl_blocks", "reads", "built rows", "description")
+    table = Table(Column("view", no_wrap=True), "kind", "entity", "ttl_blocks", "reads", "built rows",
+                  "description")
     for view in load_registry().views.values():
         path = state_path(lake, view)
         built = "-"

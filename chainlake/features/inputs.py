@@ -90,12 +90,14 @@ def clip(name: str, frame: pl.LazyFrame, block: int) -> pl.LazyFrame:
                 .with_columns(pl.min_horizontal("last_seen_head", pl.lit(block)).alias("last_seen_head")))
     if name in PENDING_TABLES:
         later = pl.col("included_block") > block
+        gone = pl.col("status").is_in(["replaced", "dropped"])
+        has_last_seen = "last_seen_head" in frame.collect_schema().names()
+        if has_last_seen:  # replaced or dropped, but still seen at `block`: then it was pending there
+            gone = gone & (pl.col("last_seen_head") >= block)
         out = frame.filter(pl.col("first_seen_head") <= block).with_columns(
             *[pl.when(later).then(None).otherwise(pl.col(c)).alias(c) for c in INCLUSION_COLUMNS],
-            # still in the pool at `block`: neither included yet nor known to be replaced or dropped
-            pl.when(later | (pl.col("status").is_in(["replaced", "dropped"]) & (pl.col("last_seen_head") >= block)))
-            .then(pl.lit("pending")).otherwise(pl.col("status")).alias("status"))
-        if "last_seen_head" in frame.collect_schema().names():
+            pl.when(later | gone).then(pl.lit("pending")).otherwise(pl.col("status")).alias("status"))
+        if has_last_seen:
             out = out.with_columns(pl.min_horizontal("last_seen_head", pl.lit(block)).alias("last_seen_head"))
         return out
     raise ConfigError(f"no rule to cut table {name!r} back to block {block}")
