@@ -237,23 +237,17 @@ app.add_typer(features_app, name="features")
 @user_errors
 def features_list(lake: Path = Lake) -> None:
     """Every registered feature view: kind, entity, TTL, what it reads, and whether it is built."""
-    from rich.console import Console
-    from rich.table import Column, Table
+    import pyarrow.parquet as pq
 
     from chainlake.features import load_registry, state_path
 
-    table = Table(Column("view", no_wrap=True), "kind", "entity", "ttl_blocks", "reads", "built rows",
-                  "description")
     for view in load_registry().views.values():
         path = state_path(lake, view)
-        built = "-"
-        if path.exists():
-            import pyarrow.parquet as pq
-
-            built = f"{pq.ParquetFile(path).metadata.num_rows:,}"
-        table.add_row(view.name, view.kind, view.entity, str(view.ttl_blocks or "-"), ", ".join(view.reads),
-                      built, view.description)
-    Console(soft_wrap=True).print(table)
+        built = f"{pq.ParquetFile(path).metadata.num_rows:,} rows" if path.exists() else "not built"
+        typer.echo(f"{view.name}  [{view.kind}, entity {view.entity}, ttl {view.ttl_blocks or '-'} blocks, "
+                   f"{built}]  {view.source.name}")
+        typer.echo(f"    {view.description}")
+        typer.echo(f"    reads: {', '.join(view.reads)}")
 
 
 @features_app.command("show")
@@ -261,8 +255,6 @@ def features_list(lake: Path = Lake) -> None:
 def features_show(name: str = typer.Argument(..., help="A view name (feature_ prefix optional)."),
                   lake: Path = Lake, rows: int = typer.Option(5, help="Latest rows shown if built.")) -> None:
     """One view: its metadata, its source file, its columns and latest rows if built."""
-    import inspect
-
     import polars as pl
 
     from chainlake.features import load_registry, state_path
@@ -273,7 +265,7 @@ def features_show(name: str = typer.Argument(..., help="A view name (feature_ pr
                        ("owner", view.owner), ("reads", ", ".join(view.reads)), ("description", view.description)):
         typer.echo(f"{key + ':':13s}{value}")
     typer.echo("")
-    typer.echo(view.sql if view.kind == "sql" else inspect.getsource(view.fn).rstrip())
+    typer.echo(view.source.read_text().rstrip())
     path = state_path(lake, view)
     if path.exists():
         state = pl.read_parquet(path)

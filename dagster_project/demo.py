@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from chainlake.catalog import query
 from chainlake.config import DEFAULT_LAYOUT
@@ -109,16 +109,17 @@ def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
 
 
 def features_table(catalog_path: Path, lake_dir: Path) -> Table:
-    """One line per feature view: rows, pools, blocks, and its columns."""
+    """One line per feature view: rows, pools, blocks, and how many features it holds."""
     from chainlake.features import load_registry
 
-    table = Table("feature view", "rows", "pools", "blocks", "columns", title="features (catalog views feature_*)")
+    table = Table(Column("feature view", no_wrap=True), "rows", "pools", "blocks", "features",
+                  title="features (catalog views feature_*; chainlake features show NAME)")
     for view in load_registry().views.values():
         row = query(f"select count(*) as n, count(distinct {view.entity}) as e, min({view.event_time}) as lo, "
                     f"max({view.event_time}) as hi from {view.table}", catalog_path, lake_dir).to_pylist()[0]
         columns = query(f"select * from {view.table} limit 0", catalog_path, lake_dir).column_names
         table.add_row(view.table, f"{row['n']:,}", str(row["e"]), f"{row['lo']}-{row['hi']}",
-                      ", ".join(c for c in columns if c not in (*view.keys, "valid_from", "valid_to")))
+                      str(len([c for c in columns if c not in (*view.keys, "valid_from", "valid_to")])))
     return table
 
 
