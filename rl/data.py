@@ -59,9 +59,13 @@ class Episode:
 
 def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFAULT_FEATURES, *, stride: int = 1,
                  first_block: int | None = None, last_block: int | None = None, latency_blocks: int = 1,
-                 registry=None) -> Episode:
+                 frame: pl.DataFrame | None = None, registry=None) -> Episode:
     """The episode of `pool`: decisions every `stride` blocks from its second market block to the last one
-    whose trade (latency) and next mark (stride) still fall inside the lake."""
+    whose trade (latency) and next mark (stride) still fall inside the lake.
+
+    `frame`: a training frame already built (the `training_frame` asset: full feature names, one row per
+    pool and as-of block); without it, the features are joined here with `training_frame`.
+    """
     if stride < 1 or latency_blocks > stride:
         raise ConfigError(f"need 1 <= stride and latency <= stride (a fill must be known by the next decision); "
                           f"got stride {stride}, latency {latency_blocks}")
@@ -71,18 +75,35 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
     if last < first:
         raise ConfigError(f"pool {pool}: too few blocks for one decision")
     as_of = np.arange(first, last + 1, stride, dtype=np.int64)
-    refs = list(dict.fromkeys([*features, "market_regime:regime_code"]))
+    names = [column_name(ref) for ref in features]
     entities = pl.DataFrame({"pool": [market.pool] * len(as_of), "block_number": as_of})
-    frame = training_frame(entities, refs, lake_dir=lake_dir, registry=registry, full_feature_names=True)
-    names = [f"{r.split(':')[0]}__{r.split(':')[1]}" if ":" in r else r for r in features]
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise ConfigError(f"episode features must be view:column references; not found: {missing}")
+    if frame is None:
+        refs = list(dict.fromkeys([*features, "market_regime:regime_code"]))
+        frame = training_frame(entities, refs, lake_dir=lake_dir, registry=registry, full_feature_names=True)
+    else:
+        missing = [n for n in (*names, REGIME) if n not in frame.columns]
+        if missing:
+            raise ConfigError(f"the training frame lacks {missing}: rebuild it with these views")
+        frame = entities.join(frame, on=["pool", "block_number"], how="left")
+        if frame.get_column(names[0]).len() != len(as_of):
+            raise ConfigError("the training frame has duplicate (pool, block_number) rows")
+    return episode_from_frame(frame, market, names, stride)
+
+
+def column_name(ref: str) -> str:
+    """`view:column` -> the training frame's full name `view__column`."""
+    view, sep, column = ref.partition(":")
+    if not sep:
+        raise ConfigError(f"episode feature {ref!r}: use view:column (e.g. mid_price:log_return_8)")
+    return f"{view}__{column}"
+
+
+def episode_from_frame(frame: pl.DataFrame, market: PoolMarket, names: Sequence[str], stride: int) -> Episode:
+    """An episode from a frame sorted by as-of block with full feature names, oriented to the market's base."""
+    frame = frame.sort("block_number")
     matrix = frame.select([pl.col(n).cast(pl.Float64) for n in names]).to_numpy()
-    if not market.base_is_token0:
-        flip = np.array([-1.0 if any(k in n for k in DIRECTIONAL) else 1.0 for n in names])
-        matrix = matrix * flip
     regime = frame.get_column(REGIME).fill_null(0).cast(pl.Int8).to_numpy()
     if not market.base_is_token0:
-        regime = -regime
-    return Episode(market, as_of, matrix, tuple(names), regime, stride)
+        flip = np.array([-1.0 if any(k in n for k in DIRECTIONAL) else 1.0 for n in names])
+        matrix, regime = matrix * flip, -regime
+    return Episode(market, frame.get_column("block_number").to_numpy(), matrix, tuple(names), regime, stride)
