@@ -10,7 +10,7 @@ ANVIL := .tools/anvil/node_modules/.bin/anvil
 CONTRACTS := $(wildcard chainlake/devnet/contracts/*.vy)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test bench dev clean
+.PHONY: setup demo test bench bench-pit dev clean
 
 setup: $(VENV)/.installed $(ANVIL) build/contracts/.compiled $(DAGSTER_HOME)/dagster.yaml
 
@@ -46,6 +46,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+
+bench-pit: setup
+	$(BIN)/python bench/pit.py
 
 dev: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -m dagster_project.definitions

@@ -53,10 +53,10 @@ class FeatureView:
     event_time: str
     description: str
     owner: str
-    ttl_blocks: int | None
-    reads: tuple[str, ...]
-    source: Path
-    kind: Literal["sql", "polars"]
+    ttl_blocks: int | None = None
+    reads: tuple[str, ...] = ()
+    source: Path = Path("<code>")  # a view made in code (tests, benchmarks) has no file
+    kind: Literal["sql", "polars"] = "polars"
     sql: str | None = None
     fn: Callable | None = field(default=None, compare=False)
 
