@@ -71,7 +71,7 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
                           f"got stride {stride}, latency {latency_blocks}")
     market = load_pool_market(lake_dir, pool, first_block, last_block)
     first = int(market.blocks[0]) + 1
-    last = int(market.blocks[-1]) - stride + 1
+    last = int(market.blocks[-1]) - stride  # its trade (latency <= stride) and next mark fall inside the lake
     if last < first:
         raise ConfigError(f"pool {pool}: too few blocks for one decision")
     as_of = np.arange(first, last + 1, stride, dtype=np.int64)

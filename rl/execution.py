@@ -96,9 +96,11 @@ def execute(market, exec_index, base_qty, base_balance, quote_balance, config: E
     sell = np.minimum(np.clip(-qty, 0.0, None), np.maximum(base_balance, 0.0))
     max_sell = amount_in_for_out(config.max_reserve_fraction * rq, rb, rq, fee)
     sell = np.minimum(sell, max_sell)
-    quote_in = np.where(buy > 0, amount_in_for_out(buy, rq, rb, fee), 0.0)
+    # a buy capped by the budget costs exactly the budget: clamp the float round trip to it
+    quote_in = np.where(buy > 0, np.minimum(amount_in_for_out(buy, rq, rb, fee), budget), 0.0)
     quote_out = np.where(sell > 0, amount_out(sell, rb, rq, fee), 0.0)
-    traded = ((buy > 1e-12) | (sell > 1e-12)) & (quote_balance + quote_out - quote_in >= gas)
+    # affordability up to float rounding ((q - gas) + gas may exceed q by an ulp)
+    traded = ((buy > 1e-12) | (sell > 1e-12)) & (quote_in + gas <= (quote_balance + quote_out) * (1 + 1e-12))
     base_delta = np.where(traded, buy - sell, 0.0)
     fee_quote = np.where(traded, fee * (quote_in + sell * mid), 0.0)
     # the trade's loss against the mid, minus the fee: price impact
