@@ -14,7 +14,12 @@ from typing import Optional
 import typer
 
 from chainlake.config import (
-    DEFAULT_BATCH_SIZE, DEFAULT_CATALOG, DEFAULT_LAKE, DEFAULT_LAYOUT, DEFAULT_MAX_CONCURRENCY, default_tracked,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CATALOG,
+    DEFAULT_LAKE,
+    DEFAULT_LAYOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    default_tracked,
     resolve_rpc_url,
 )
 from chainlake.errors import ChainlakeError
@@ -327,6 +332,67 @@ def features_frame(
     typer.echo(f"training frame: {frame.height:,} rows x {len(frame.columns)} columns -> {path}")
     if out is None:
         build_catalog(lake, catalog_for(lake, catalog))
+
+
+def agent_config(pool: str | None, stride: int, latency: int, folds: int, seed: int):
+    from rl.pipeline import AgentConfig
+    from rl.tabular import LearnConfig
+
+    return AgentConfig(pool=pool, stride=stride, latency_blocks=latency, walk_forward_folds=folds,
+                       learn=LearnConfig(seed=seed))
+
+
+Pool = typer.Option(None, "--pool", help="Pool address (default: the most liquid pool quoted in a stablecoin).")
+Models = typer.Option(Path("warehouse/models"), "--models", help="Folder of versioned policies.")
+Stride = typer.Option(1, "--stride", min=1, help="Blocks between decisions.")
+Latency = typer.Option(1, "--latency", min=0, help="Blocks between a decision and its trade landing (<= stride).")
+Folds = typer.Option(3, "--folds", min=1, help="Walk-forward folds in the backtest.")
+Seed = typer.Option(0, "--seed", help="Seed of every learner and of the random baseline.")
+
+
+@app.command()
+@user_errors
+def train(pool: Optional[str] = Pool, stride: int = Stride, latency: int = Latency, seed: int = Seed,
+          lake: Path = Lake, models: Path = Models) -> None:
+    """Train every policy (supervised, linear, tabular DP, Q-learning, SARSA) on the holdout split's train
+    rows and store each as a new version under warehouse/models/."""
+    from rl.pipeline import train as train_policies
+
+    result = train_policies(lake, agent_config(pool, stride, latency, 3, seed), models)
+    market = result.episode.market
+    typer.echo(f"pool {market.pool} ({market.base_symbol}/{market.quote_symbol}), {len(result.episode)} decisions; "
+               f"split {result.split.as_dict()}")
+    for name, stored in result.stored.items():
+        report = result.report.get(name, {})
+        facts = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()
+                          if isinstance(v, (int, float, bool)))
+        typer.echo(f"policy_{name} {stored.version}: {facts}")
+    tabular = result.report.get("tabular", {})
+    for method in ("policy_iteration", "value_iteration"):
+        if isinstance(tabular.get(method), dict):
+            typer.echo(f"    {method}: {json.dumps(tabular[method], default=str)}")
+
+
+@app.command()
+@user_errors
+def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = Latency, folds: int = Folds,
+             seed: int = Seed, as_json: bool = typer.Option(False, "--json", help="Every result row as JSON."),
+             no_folds: bool = typer.Option(False, "--no-folds", help="Only the holdout test (no retrained folds)."),
+             lake: Path = Lake, catalog: Optional[Path] = Catalog, models: Path = Models) -> None:
+    """Backtest the stored policies and the baselines out of sample; write table backtest_results and the
+    equity chart; print the comparison."""
+    from chainlake.catalog import build_catalog
+    from rl.pipeline import evaluate, summary, write_results
+
+    evaluation = evaluate(lake, agent_config(pool, stride, latency, folds, seed), models, folds=not no_folds)
+    path, png = write_results(lake, evaluation, models)
+    build_catalog(lake, catalog_for(lake, catalog))
+    if as_json:
+        typer.echo(json.dumps(evaluation.results.to_dicts(), default=str))
+        return
+    print_table(summary(evaluation.results).to_arrow(), "table", 50)
+    typer.echo(f"backtest_results: {evaluation.results.height} rows -> {path} (catalog view backtest_results)")
+    typer.echo(f"equity chart: {png}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from chainlake.catalog import query
 from chainlake.config import DEFAULT_LAYOUT
 from chainlake.devnet import DEVNET_CHAIN_ID, Devnet
 from chainlake.errors import ChainlakeError, ConfigError
-from chainlake.ingest import DEFAULT_PARTITION_SIZE, LakeConfig, finalized_partition_keys, partition_range, read_lake_config
+from chainlake.ingest import (
+    DEFAULT_PARTITION_SIZE,
+    LakeConfig,
+    finalized_partition_keys,
+    partition_range,
+    read_lake_config,
+)
 from chainlake.ingest.lake import write_lake_config
 from chainlake.ingest.mempool import MempoolRecorder
 
@@ -85,10 +92,10 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
         run_config, instance=instance, asset_selection=[dg.AssetKey("mempool"), dg.AssetKey("mempool_swaps")],
     )
     started = time.monotonic()
-    result = defs.resolve_job_def("features_job").execute_in_process(run_config, instance=instance)
+    result = defs.resolve_job_def("retrain_job").execute_in_process(run_config, instance=instance)
     failed = [f"{c.asset_key.to_user_string()}.{c.check_name}"
               for c in result.get_asset_check_evaluations() if not c.passed]
-    console.print(f"features, training frame and catalog: {len(failed)} failed checks, "
+    console.print(f"features, training frame, policies, backtests and catalog: {len(failed)} failed checks, "
                   f"{time.monotonic() - started:.1f}s")
     if failed:
         raise ChainlakeError(f"feature checks failed: {', '.join(failed)} (see `make dev`)")
@@ -123,6 +130,37 @@ def features_table(catalog_path: Path, lake_dir: Path) -> Table:
     return table
 
 
+def backtest_table(catalog_path: Path, lake_dir: Path) -> Table:
+    """The out-of-sample comparison: each policy and baseline on the holdout test blocks, and its mean
+    return over the retrained walk-forward folds and in the regime-switch folds."""
+    rows = query("""
+        select policy, any_value(pool) as pool,
+               max(total_return) filter (fold_kind = 'holdout') as holdout_return,
+               max(sharpe) filter (fold_kind = 'holdout') as sharpe,
+               max(max_drawdown) filter (fold_kind = 'holdout') as max_drawdown,
+               max(n_trades) filter (fold_kind = 'holdout') as trades,
+               max(fees_paid + gas_paid + slippage_paid) filter (fold_kind = 'holdout') as costs,
+               max(pnl_gross) filter (fold_kind = 'holdout') as pnl_gross,
+               max(pnl_net) filter (fold_kind = 'holdout') as pnl_net,
+               avg(total_return) filter (fold_kind = 'walk_forward') as walk_forward,
+               avg(total_return) filter (fold_kind = 'bull_to_bear') as bull_to_bear,
+               avg(total_return) filter (fold_kind = 'bear_to_bull') as bear_to_bull,
+               min(first_block) filter (fold_kind = 'holdout') as first_block,
+               max(last_block) filter (fold_kind = 'holdout') as last_block
+        from backtest_results group by policy order by holdout_return desc""", catalog_path, lake_dir).to_pylist()
+    span = f"blocks {rows[0]['first_block']}-{rows[0]['last_block']}" if rows else ""
+    table = Table(Column("policy", no_wrap=True), "holdout", "sharpe", "max dd", "trades", "costs", "P&L gross",
+                  "P&L net", "walk-fwd", "bull>bear", "bear>bull",
+                  title=f"out of sample (holdout {span}; returns; fold columns: policies retrained per fold)")
+    pct = lambda v: "-" if v is None else f"{v:+.2%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:,.1f}"  # noqa: E731
+    for r in rows:
+        table.add_row(r["policy"], pct(r["holdout_return"]), num(r["sharpe"]), f"{r['max_drawdown'] or 0:.2%}",
+                      str(r["trades"]), num(r["costs"]), num(r["pnl_gross"]), num(r["pnl_net"]),
+                      pct(r["walk_forward"]), pct(r["bull_to_bear"]), pct(r["bear_to_bull"]))
+    return table
+
+
 def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> None:
     """A new devnet is a new chain: replace a lake left by an earlier devnet run, refuse anything else.
 
@@ -143,7 +181,8 @@ def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> 
 def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path,
              partition_size: int = DEFAULT_PARTITION_SIZE) -> list[str]:
     """Run the demo; returns the partition keys it materialized."""
-    console = Console(soft_wrap=True)  # long lines stay whole in logs and CI output
+    # long lines stay whole in logs and CI output; tables get 140 columns when not on a terminal
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
     if blocks < partition_size:
         raise ConfigError(f"--blocks {blocks} fills no {partition_size}-block partition: use at least {partition_size}")
     instance = dagster_instance()
@@ -157,6 +196,7 @@ def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog
     console.print(features_table(catalog_path, lake_dir))
     frame = query("select count(*) as n from training_frame", catalog_path, lake_dir).to_pylist()[0]["n"]
     console.print(f"training frame: {frame:,} rows (pool x block, every feature as known at that block)")
+    console.print(backtest_table(catalog_path, lake_dir))
     console.print(f"lake:    {lake_dir.resolve()}")
     console.print(f"catalog: {catalog_path.resolve()}")
     console.print('try:     .venv/bin/chainlake sql "select address, count(*) from logs group by 1"')

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from chainlake.config import DEFAULT_BATCH_SIZE, DEFAULT_CATALOG, DEFAULT_MAX_CONCURRENCY, DEFAULT_LAKE, default_tracked, resolve_rpc_url
+from chainlake.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CATALOG,
+    DEFAULT_LAKE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_WAREHOUSE,
+    default_tracked,
+    resolve_rpc_url,
+)
 from chainlake.ingest import DEFAULT_PARTITION_SIZE, read_lake_config
 
 
@@ -49,3 +57,31 @@ class LakeStore(dg.ConfigurableResource):
 
     def tracked(self, url: str) -> tuple[list[str], list[str]]:
         return default_tracked(list(self.addresses), list(self.tokens), url)
+
+
+class AgentSettings(dg.ConfigurableResource):
+    """The trading agent's settings, shared by the policy and backtest assets and the retraining sensor.
+
+    Empty `pool`: the most liquid pool quoted in a stablecoin. Policies are versioned under `models_dir`.
+    """
+
+    pool: str = ""
+    stride: int = 1
+    latency_blocks: int = 1
+    capital_share: float = 0.002
+    walk_forward_folds: int = 3
+    seed: int = 0
+    models_dir: str = str(DEFAULT_WAREHOUSE / "models")
+    min_new_blocks: int = 1000  # the retraining sensor waits for this many blocks past the last training data
+
+    def config(self):
+        from rl.pipeline import AgentConfig
+        from rl.tabular import LearnConfig
+
+        return AgentConfig(pool=self.pool or None, stride=self.stride, latency_blocks=self.latency_blocks,
+                           capital_share=self.capital_share, walk_forward_folds=self.walk_forward_folds,
+                           learn=LearnConfig(seed=self.seed))
+
+    @property
+    def models(self) -> Path:
+        return Path(self.models_dir)

@@ -2,11 +2,12 @@
 
 
 import dagster as dg
+import polars as pl
 
 from chainlake.ingest import finalized_partition_keys
 from chainlake.rpc import RpcClient
 from dagster_project.partitions import block_ranges
-from dagster_project.resources import ChainNode, LakeStore
+from dagster_project.resources import AgentSettings, ChainNode, LakeStore
 
 block_range_job = dg.define_asset_job(
     "block_range_job", selection=dg.AssetSelection.groups("raw", "decoded") - dg.AssetSelection.assets("mempool_swaps"),
@@ -56,3 +57,40 @@ features_schedule = dg.ScheduleDefinition(
     job=features_job, cron_schedule="*/15 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Rebuild the features and the training frame from the lake every 15 minutes.",
 )
+
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.groups("features", "frames", "policies", "evaluation")
+    | dg.AssetSelection.assets("lake_catalog"),
+    executor_def=dg.in_process_executor,
+    description="Rebuild features and the training frame, retrain every policy, re-run the backtests, refresh "
+                "the catalog.",
+)
+
+retrain_schedule = dg.ScheduleDefinition(
+    name="retrain_schedule", job=retrain_job, cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Retrain and re-backtest every night at 03:00.",
+)
+
+
+@dg.sensor(job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+def new_blocks_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeStore,
+                              agent: AgentSettings) -> dg.RunRequest | dg.SkipReason:
+    """Retrain once the lake holds `min_new_blocks` blocks past the newest data the policies were trained on."""
+    from chainlake.errors import ConfigError
+    from chainlake.features.inputs import scan_lake_table
+    from rl.policy_store import load_policy
+
+    head = scan_lake_table(lake.lake, "blocks").select(pl.col("block_number").max()).collect().item()
+    if head is None:
+        return dg.SkipReason("the lake has no blocks yet")
+    try:
+        trained = load_policy("policy_tabular", models_dir=agent.models).meta["episode_blocks"][1]
+    except ConfigError:
+        return dg.RunRequest(run_key=f"first-{head}")  # never trained
+    if head - trained < agent.min_new_blocks:
+        return dg.SkipReason(f"lake head {head}, policies trained on data to {trained}: "
+                             f"{head - trained} < {agent.min_new_blocks} new blocks")
+    return dg.RunRequest(run_key=f"head-{head}")

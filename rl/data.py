@@ -84,9 +84,10 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
         missing = [n for n in (*names, REGIME) if n not in frame.columns]
         if missing:
             raise ConfigError(f"the training frame lacks {missing}: rebuild it with these views")
-        frame = entities.join(frame, on=["pool", "block_number"], how="left")
-        if frame.get_column(names[0]).len() != len(as_of):
-            raise ConfigError("the training frame has duplicate (pool, block_number) rows")
+        frame = entities.join(frame, on=["pool", "block_number"], how="inner")
+        if frame.height != len(as_of):
+            raise ConfigError(f"the training frame has {frame.height} of the {len(as_of)} (pool, block) rows this "
+                              f"episode needs (stride {stride}): rebuild it with stride 1 or a matching stride")
     return episode_from_frame(frame, market, names, stride)
 
 

@@ -66,3 +66,13 @@ def anvil():
     """A bare anvil (manual mining, no contracts), stopped at session end. Treat it as shared: don't rely on it staying empty."""
     with Anvil() as node:
         yield node
+
+
+@pytest.fixture(scope="session")
+def feature_lake(devnet, tmp_path_factory):
+    """The whole session devnet in a lake: raw, mempool, decoded, and every feature view built."""
+    from lakes import fill_lake
+
+    lake = tmp_path_factory.mktemp("feature_lake") / "lake"
+    reports = fill_lake(devnet, lake, devnet.last_block)
+    return lake, reports

@@ -12,6 +12,11 @@ from dagster_project.partitions import block_ranges
 from dagster_project.resources import ChainNode, LakeStore
 from dagster_project.sensors import block_partitions_sensor
 
+
+def assets_named(*names: str) -> list[dg.AssetsDefinition]:
+    """The assets definitions producing any of `names` (the policies come as one multi-asset)."""
+    return [a for a in defs.assets if {k.path[0] for k in a.keys} & set(names)]
+
 PARTITION = 100
 
 
@@ -29,7 +34,7 @@ def dagster_run(devnet, tmp_path_factory):
     keys = ["000000000000-000000000099", "000000000100-000000000199"]
     instance.add_dynamic_partitions(block_ranges.name, keys)
     results = [
-        dg.materialize([a for a in defs.assets if a.key.path[0] in RAW_DATASETS], partition_key=key,
+        dg.materialize(assets_named(*RAW_DATASETS), partition_key=key,
                        instance=instance, resources=resources)
         for key in keys
     ]
@@ -65,7 +70,7 @@ def test_decoded_assets_materialize_after_raw_with_passing_checks(dagster_run):
     """The decoded assets on the partitions the raw assets filled: rows, metadata and checks."""
     instance, resources, _, _ = dagster_run
     lake = resources["lake"].lake
-    decoded = [a for a in defs.assets if a.key.path[0] in DECODED_TABLES]
+    decoded = assets_named(*DECODED_TABLES)
     for key, (first, last) in [("000000000000-000000000099", (0, 99)), ("000000000100-000000000199", (100, 199))]:
         result = dg.materialize(decoded, partition_key=key, instance=instance, resources=resources)
         assert result.success
@@ -103,7 +108,7 @@ def test_sensor_adds_final_partitions_only(dagster_run, devnet):
 
 def test_catalog_asset_exposes_views(dagster_run):
     instance, resources, _, root = dagster_run
-    catalog_asset = [a for a in defs.assets if a.key.path[0] == "lake_catalog"]
+    catalog_asset = assets_named("lake_catalog")
     result = dg.materialize(catalog_asset, instance=instance, resources=resources)
     assert result.success
     n = query("select count(*) as n from blocks", root / "c.duckdb", root / "lake").to_pylist()[0]["n"]
@@ -111,12 +116,15 @@ def test_catalog_asset_exposes_views(dagster_run):
 
 
 def test_definitions_load():
-    names = {a.key.path[0] for a in defs.assets}
+    names = {k.path[0] for a in defs.assets for k in a.keys}
     assert set(RAW_DATASETS) | set(DECODED_TABLES) | {"mempool", "mempool_observations", "lake_catalog"} <= names
     job_assets = {k.path[0] for k in defs.resolve_job_def("block_range_job").asset_layer.selected_asset_keys}
     assert set(RAW_DATASETS) | set(DECODED_TABLES) == job_assets
     assert defs.resolve_sensor_def("block_partitions_sensor")
     assert defs.resolve_schedule_def("mempool_schedule")
+    assert defs.resolve_schedule_def("retrain_schedule") and defs.resolve_sensor_def("new_blocks_retrain_sensor")
+    assert {f"policy_{n}" for n in ("supervised", "linear", "tabular", "q_learning", "sarsa")} | {
+        "backtest_report", "training_frame"} <= names
     assert defs.resolve_job_def("block_range_job").partitions_def == block_ranges
     mempool_assets = {k.path[0] for k in defs.resolve_job_def("mempool_job").asset_layer.selected_asset_keys}
     assert {"mempool", "mempool_swaps", "lake_catalog"} <= mempool_assets

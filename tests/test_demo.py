@@ -24,12 +24,15 @@ def test_demo_fills_the_lake_and_the_dagster_instance(tmp_path, monkeypatch):
                    "(select count(*) from mempool where status = 'included') as inc, "
                    "(select count(*) from balances) as bal", catalog, lake).to_pylist()[0]
     assert counts["b"] == 200 and counts["m"] > counts["inc"] > 0 and counts["bal"] > 0
+    policies = query("select distinct policy from backtest_results where fold_kind = 'holdout'", catalog, lake)
+    assert {"tabular", "q_learning", "buy_and_hold", "momentum"} <= set(policies.column("policy").to_pylist())
     instance = dg.DagsterInstance.get()
     for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
                  "pool_reserves", "liquidity_events", "mev_sandwiches"):
         materialized = instance.get_materialized_partitions(dg.AssetKey(name))
         assert materialized == set(keys)
-    for name in ("mempool_observations", "mempool", "mempool_swaps", "lake_catalog"):
+    for name in ("mempool_observations", "mempool", "mempool_swaps", "feature_mid_price", "training_frame",
+                 "policy_tabular", "backtest_report", "lake_catalog"):
         assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None
     # A second run replaces the earlier devnet's lake instead of mixing two chains.
     run_demo(blocks=100, seed=4, txs_per_block=5, lake_dir=lake, catalog_path=catalog, partition_size=100)

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from chainlake.errors import ConfigError
 from chainlake.features import (
-    FeatureView, Registry, build_features, causality_check, compute_view, load_registry, to_state, training_frame,
+    FeatureView,
+    Registry,
+    build_features,
+    causality_check,
+    compute_view,
+    load_registry,
+    to_state,
+    training_frame,
     write_state,
 )
 from chainlake.features.frames import parse_refs

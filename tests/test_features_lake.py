@@ -10,40 +10,23 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
+from lakes import fill_lake
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from chainlake.cli import app
-from chainlake.decode import decode
-from chainlake.features import build_features, load_registry, state_path, training_frame
+from chainlake.features import load_registry, state_path, training_frame
 from chainlake.features.frames import pool_block_entities
-from chainlake.ingest import ingest
-from chainlake.ingest.mempool import MempoolRecorder, build_mempool
 
-RAW = ["blocks", "transactions", "logs"]
 TAIL = 70  # K: blocks only the longer lake has
 
 
-def fill_lake(devnet, lake, last_block: int):
-    """Ingest, record the txpool as seen up to `last_block`, decode: the lake as it was when `last_block` was new."""
-    recorder = MempoolRecorder(lake)
-    for snap in devnet.mempool:
-        if snap.block_number - 1 <= last_block:  # a snapshot taken while `block_number - 1` was the head
-            recorder.observe(snap.txpool_content, snap.block_number - 1, snap.wall_time)
-    recorder.flush()
-    ingest(devnet.url, f"0:{last_block + 1}", RAW, lake, partition_size=100)
-    build_mempool(lake)
-    decode(lake, f"0:{last_block + 1}", rpc_url=devnet.url)
-    return build_features(lake)
-
-
 @pytest.fixture(scope="module")
-def lakes(devnet, tmp_path_factory):
-    root = tmp_path_factory.mktemp("features")
+def lakes(devnet, feature_lake, tmp_path_factory):
     cut = devnet.last_block - TAIL
-    short, full = root / "short", root / "full"
+    short = tmp_path_factory.mktemp("features") / "short"
     fill_lake(devnet, short, cut)
-    reports = fill_lake(devnet, full, devnet.last_block)
+    full, reports = feature_lake
     return devnet, short, full, cut, reports
 
 
@@ -86,8 +69,8 @@ def test_cli_features(lakes, tmp_path):
     catalog = tmp_path / "c.duckdb"
 
     def run(*args):
-        return runner.invoke(app, [*args, "--lake", str(full)] + (["--catalog", str(catalog)]
-                                                                   if args[0] != "features" or args[1] not in ("list", "show") else []))
+        reads_only = args[:2] in (("features", "list"), ("features", "show"))  # these take no --catalog
+        return runner.invoke(app, [*args, "--lake", str(full), *([] if reads_only else ["--catalog", str(catalog)])])
 
     listed = run("features", "list")
     assert listed.exit_code == 0 and "realized_vol_64" in listed.output and "mid_price" in listed.output

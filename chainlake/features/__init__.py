@@ -6,7 +6,13 @@
 """
 
 from chainlake.features.engine import (
-    BuildReport, build_features, causality_check, compute_view, lake_causality_check, state_path, to_state,
+    BuildReport,
+    build_features,
+    causality_check,
+    compute_view,
+    lake_causality_check,
+    state_path,
+    to_state,
     write_state,
 )
 from chainlake.features.frames import training_frame
