@@ -70,7 +70,8 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
         raise ConfigError(f"need 1 <= stride and latency <= stride (a fill must be known by the next decision); "
                           f"got stride {stride}, latency {latency_blocks}")
     market = load_pool_market(lake_dir, pool, first_block, last_block)
-    first = int(market.blocks[0]) + 1
+    check_fresh(lake_dir, features, int(market.blocks[-1]), registry)
+    first = -(-(int(market.blocks[0]) + 1) // stride) * stride  # on the stride grid, as the training_frame asset
     last = int(market.blocks[-1]) - stride  # its trade (latency <= stride) and next mark fall inside the lake
     if last < first:
         raise ConfigError(f"pool {pool}: too few blocks for one decision")
@@ -89,6 +90,21 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
             raise ConfigError(f"the training frame has {frame.height} of the {len(as_of)} (pool, block) rows this "
                               f"episode needs (stride {stride}): rebuild it with stride 1 or a matching stride")
     return episode_from_frame(frame, market, names, stride)
+
+
+def check_fresh(lake_dir: str | Path, features: Sequence[str], head: int, registry=None) -> None:
+    """Refuse feature views built before the lake's newest blocks: past their TTL the features would turn
+    null, silently, in exactly the newest (test) blocks."""
+    from chainlake.features import load_registry
+    from chainlake.features.frames import built_through
+
+    registry = registry or load_registry()
+    for name in dict.fromkeys(ref.partition(":")[0] for ref in [*features, "market_regime:regime_code"]):
+        view = registry.get(name)
+        last = built_through(lake_dir, view)
+        if last is None or last < head - 1:  # a decision at the head needs events up to head - 1
+            raise ConfigError(f"{view.where()} is built through block {last}, but the lake reaches {head}: "
+                              f"run `chainlake features build` first")
 
 
 def column_name(ref: str) -> str:

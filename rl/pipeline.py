@@ -55,6 +55,12 @@ class AgentConfig:
     regime_test_rows: int = 300
     learn: LearnConfig = field(default_factory=LearnConfig)
 
+    def __post_init__(self):
+        if self.latency_blocks < 1 and any(f.startswith("mempool_") for f in self.features):
+            # the mempool seen at b is mostly what block b includes: latency 0 would front-run it for free
+            raise ConfigError("latency 0 with mempool features trades ahead of the pending flow it sees: "
+                              "use latency >= 1 or drop the mempool_* features")
+
     def embargo(self) -> int:
         return embargo_rows(self.learn.horizon_blocks, self.stride, self.latency_blocks)
 

@@ -131,3 +131,36 @@ def test_dagster_agent_assets_and_sensor(feature_lake, tmp_path):
     assert report.metadata["rows"].value > 0 and "data:image/png;base64," in report.metadata["equity_curve"].value
     # just trained on everything there is: nothing to do until min_new_blocks more blocks land
     assert isinstance(new_blocks_retrain_sensor(context), dg.SkipReason)
+
+
+def test_stale_features_are_refused(feature_lake, tmp_path):
+    """Features built before the newest blocks would turn null in the test window: refuse, name the view."""
+    from chainlake.features import load_registry, state_path
+    from rl.data import load_episode
+    from rl.pipeline import default_pool
+
+    lake, _ = feature_lake
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    path = state_path(work, load_registry().get("realized_vol_64"))
+    state = pl.read_parquet(path)
+    state.filter(pl.col("block_number") < state.get_column("block_number").max() - 20).write_parquet(path)
+    with pytest.raises(ConfigError, match=r"realized_vol_64.* is built through block \d+, but the lake reaches"):
+        load_episode(work, default_pool(work))
+
+
+def test_episode_rows_meet_a_strided_training_frame(feature_lake, tmp_path):
+    from chainlake.features.frames import build_training_frame
+    from rl.data import load_episode
+    from rl.pipeline import default_pool
+
+    lake, _ = feature_lake
+    frame, _ = build_training_frame(lake, stride=3, out=tmp_path / "frame.parquet")
+    episode = load_episode(lake, default_pool(lake), stride=3, frame=frame)
+    assert len(episode) > 10 and (episode.as_of % 3 == 0).all()
+
+
+def test_latency_zero_with_mempool_features_is_refused():
+    with pytest.raises(ConfigError, match="latency 0 with mempool features"):
+        AgentConfig(latency_blocks=0)
+    AgentConfig(latency_blocks=0, features=("mid_price:log_return_1",), stride=1)  # fine without them

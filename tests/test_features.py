@@ -227,3 +227,30 @@ def test_training_frame_names_columns_and_errors(tmp_path):
         training_frame(entities, ["a:z"], lake_dir=tmp_path, registry=registry)
     with pytest.raises(ConfigError, match="not built .* run `chainlake features build c`"):
         training_frame(entities, ["c"], lake_dir=tmp_path, registry=Registry.from_views([view("c")]))
+
+
+def test_clip_undoes_what_the_mempool_learned_later():
+    """Cut at block 10, a tx first seen at 10 and replaced at 20 is pending, unreplaced, its later sightings unknown."""
+    from chainlake.features.inputs import clip
+
+    mempool = pl.LazyFrame({
+        "transaction_hash": ["0xaa", "0xbb", "0xcc"], "first_seen_head": [10, 20, 3], "last_seen_head": [19, 25, 4],
+        "last_seen_ms": [240_000, 300_000, 50_000], "sightings": [11, 5, 2], "included_block": [None, 26, None],
+        "included_index": [None, 0, None], "delay_blocks": [None, 6, None], "delay_seconds": [None, 72.0, None],
+        "replaced_by": ["0xbb", None, None], "status": ["replaced", "included", "dropped"]})
+    cut = clip("mempool", mempool, 10).collect().to_dicts()
+    assert [r["transaction_hash"] for r in cut] == ["0xaa", "0xcc"]  # 0xbb was first seen later
+    aa, cc = cut
+    assert (aa["status"], aa["replaced_by"], aa["last_seen_head"], aa["sightings"], aa["last_seen_ms"]) == (
+        "pending", None, 10, None, None)
+    assert (cc["status"], cc["sightings"], cc["last_seen_head"]) == ("dropped", 2, 4)  # gone before the cut: known
+    later = clip("mempool", mempool, 30).collect().to_dicts()
+    assert later[1]["status"] == "included" and later[0]["replaced_by"] == "0xbb"
+
+
+def test_a_view_read_by_views_keys_rows_by_block_number(tmp_path):
+    other = HEADER.replace("event_time: block_number", "event_time: height")
+    roots = write_views(tmp_path, {"sql/base.sql": other + "SELECT 'p' AS pool, block_number AS height, 1 AS x FROM blocks",
+                                   "sql/top.sql": HEADER + "SELECT * FROM feature_base"})
+    with pytest.raises(ConfigError, match="reads feature_base, whose event_time is 'height'"):
+        load_registry(roots)

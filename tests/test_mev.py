@@ -37,7 +37,7 @@ uints = st.integers(min_value=0, max_value=2**256 - 1)
 def _mempool_row(data: str, value: int = 0) -> dict:
     return {"transaction_hash": "0x" + "11" * 32, "from_address": "0x" + "22" * 20, "nonce": 0,
             "to_address": "0x" + "33" * 20, "value": str(value), "value_f64": float(value), "input": data,
-            "gas_price": 1, "max_priority_fee_per_gas": 1, "first_seen_ms": 0, "first_seen_head": 0,
+            "gas_price": 1, "max_priority_fee_per_gas": 1, "first_seen_ms": 0, "first_seen_head": 0, "last_seen_head": 0,
             "included_block": None, "included_index": None, "delay_blocks": None, "delay_seconds": None,
             "status": "pending"}
 

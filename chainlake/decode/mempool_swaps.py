@@ -36,8 +36,8 @@ TABLE_NAME = "mempool_swaps"
 MEMPOOL_FILE = Path("mempool") / "data.parquet"
 MAX_PATH = 16
 AMOUNTS = ("amount_in", "amount_out_min", "amount_out", "amount_in_max")
-MEMPOOL_COLUMNS = ["gas_price", "max_priority_fee_per_gas", "first_seen_ms", "first_seen_head", "included_block",
-                   "included_index", "delay_blocks", "delay_seconds", "status"]
+MEMPOOL_COLUMNS = ["gas_price", "max_priority_fee_per_gas", "first_seen_ms", "first_seen_head", "last_seen_head",
+                   "included_block", "included_index", "delay_blocks", "delay_seconds", "status"]
 
 
 def _word(i: int) -> pl.Expr:

@@ -65,6 +65,7 @@ tables are single files read once per contract over `eth_call` (`chainlake.decod
 |                  |                          | from the tx value), path (list of token addresses), token_in,     |
 |                  |                          | token_out, recipient, deadline (int64; null if wider), gas_price, |
 |                  |                          | max_priority_fee_per_gas, first_seen_ms, first_seen_head,         |
+|                  |                          | last_seen_head (the chain head at the last sighting),             |
 |                  |                          | included_block, included_index, delay_blocks, delay_seconds,      |
 |                  |                          | status (from `mempool`)                                           |
 
@@ -145,7 +146,8 @@ MEMPOOL_SWAPS = _schema(
     ("exact_in", pa.bool_()), *_amount("amount_in"), *_amount("amount_out_min"), *_amount("amount_out"),
     *_amount("amount_in_max"), ("path", pa.large_list(STR)), ("token_in", STR), ("token_out", STR),
     ("recipient", STR), ("deadline", I64), ("gas_price", I64), ("max_priority_fee_per_gas", I64),
-    ("first_seen_ms", I64), ("first_seen_head", I64), ("included_block", I64), ("included_index", I64),
+    ("first_seen_ms", I64), ("first_seen_head", I64), ("last_seen_head", I64), ("included_block", I64),
+    ("included_index", I64),
     ("delay_blocks", I64), ("delay_seconds", F64), ("status", STR),
 )
 

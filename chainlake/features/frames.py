@@ -63,6 +63,14 @@ def load_state(lake_dir: str | Path, view: FeatureView, columns: list[str] | Non
     return state.with_columns(pl.col("valid_from").set_sorted()), columns
 
 
+def built_through(lake_dir: str | Path, view: FeatureView) -> int | None:
+    """The last event block of a view's state table (None: built but empty); raises if not built."""
+    path = state_path(lake_dir, view)
+    if not path.exists():
+        raise ConfigError(f"{view.where()} is not built in {lake_dir}: run `chainlake features build {view.name}`")
+    return pl.scan_parquet(path).select(pl.col(view.event_time).max()).collect().item()
+
+
 def check_entities(entities: pl.DataFrame, view: FeatureView, as_of: str) -> None:
     if view.entity not in entities.columns:
         raise ConfigError(f"{view.where()} is keyed by {view.entity!r}, but the entity frame has no such column "

@@ -80,27 +80,38 @@ def pool_blocks(pool_reserves: pl.LazyFrame, blocks: pl.LazyFrame) -> pl.LazyFra
 
 def clip(name: str, frame: pl.LazyFrame, block: int) -> pl.LazyFrame:
     """What a table held when block `block` was the newest block: rows of later blocks dropped, and for the
-    mempool, transactions first seen later dropped and inclusions after `block` turned back into pending."""
+    mempool, transactions first seen later dropped and every fact learned later undone (see `_clip_mempool`)."""
     if name in BLOCK_TABLES or name.startswith(FEATURE_PREFIX):
         return frame.filter(pl.col("block_number") <= block)
     if name in STATIC_TABLES:
         return frame
-    if name == "mempool_observations":
-        return (frame.filter(pl.col("first_seen_head") <= block)
-                .with_columns(pl.min_horizontal("last_seen_head", pl.lit(block)).alias("last_seen_head")))
-    if name in PENDING_TABLES:
-        later = pl.col("included_block") > block
-        gone = pl.col("status").is_in(["replaced", "dropped"])
-        has_last_seen = "last_seen_head" in frame.collect_schema().names()
-        if has_last_seen:  # replaced or dropped, but still seen at `block`: then it was pending there
-            gone = gone & (pl.col("last_seen_head") >= block)
-        out = frame.filter(pl.col("first_seen_head") <= block).with_columns(
-            *[pl.when(later).then(None).otherwise(pl.col(c)).alias(c) for c in INCLUSION_COLUMNS],
-            pl.when(later | gone).then(pl.lit("pending")).otherwise(pl.col("status")).alias("status"))
-        if has_last_seen:
-            out = out.with_columns(pl.min_horizontal("last_seen_head", pl.lit(block)).alias("last_seen_head"))
-        return out
+    if name == "mempool_observations" or name in PENDING_TABLES:
+        return _clip_mempool(frame, block)
     raise ConfigError(f"no rule to cut table {name!r} back to block {block}")
+
+
+def _clip_mempool(frame: pl.LazyFrame, block: int) -> pl.LazyFrame:
+    """The mempool tables at `block`: transactions first seen later are dropped; `last_seen_head` is capped;
+    later inclusions become pending; `replaced`/`dropped` statuses still seen at `block` become pending
+    (with `replaced_by` cleared); `sightings` and `last_seen_ms` of a transaction still seen after the cut
+    are unknown (null), since the watcher's later sightings had not happened yet."""
+    names = frame.collect_schema().names()
+    out = frame.filter(pl.col("first_seen_head") <= block)
+    seen_later = pl.col("last_seen_head") > block
+    edits: list[pl.Expr] = []
+    if "included_block" in names:
+        later = pl.col("included_block") > block
+        gone = pl.col("status").is_in(["replaced", "dropped"]) & (pl.col("last_seen_head") >= block)
+        pending = later | gone
+        edits += [pl.when(later).then(None).otherwise(pl.col(c)).alias(c) for c in INCLUSION_COLUMNS if c in names]
+        edits.append(pl.when(pending).then(pl.lit("pending")).otherwise(pl.col("status")).alias("status"))
+        if "replaced_by" in names:
+            edits.append(pl.when(pending).then(None).otherwise(pl.col("replaced_by")).alias("replaced_by"))
+    for column in ("sightings", "last_seen_ms"):
+        if column in names:
+            edits.append(pl.when(seen_later).then(None).otherwise(pl.col(column)).alias(column))
+    out = out.with_columns(edits) if edits else out
+    return out.with_columns(pl.min_horizontal("last_seen_head", pl.lit(block)).alias("last_seen_head"))
 
 
 def resolve_inputs(reads: Iterable[str], lake_dir: str | Path, computed: Mapping[str, pl.DataFrame] | None = None,

@@ -79,6 +79,10 @@ class Registry:
                 raise ConfigError(f"{view.where()}: reads unknown table(s) {', '.join(map(repr, unknown))}; "
                                   f"a view reads lake tables ({', '.join(sorted(LAKE_SCHEMAS))}), {GRID!r}, "
                                   f"or other views as feature_<name>")
+            for up in self.upstream(view):  # inputs are cut back on block_number (`inputs.clip`)
+                if up.event_time != "block_number":
+                    raise ConfigError(f"{view.where()} reads {up.table}, whose event_time is {up.event_time!r}: "
+                                      "a view read by other views keys its rows by block_number")
         self.resolve()  # raises on cycles
 
 
