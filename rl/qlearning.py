@@ -215,14 +215,9 @@ class QPolicy(DiscretePolicy):
         return actions
 
     def to_artifact(self) -> tuple[dict, dict[str, np.ndarray]]:
-        space_meta, arrays = self.space.to_artifact()
-        arrays = {f"space.{k}": v for k, v in arrays.items()} | {"q": self.q, "visits": self.visits}
-        meta = {"kind": self.kind, "space": space_meta, **self.meta}
-        if self.fallback is not None:
-            fb_meta, fb_arrays = self.fallback.to_artifact()
-            meta["fallback"] = fb_meta
-            arrays |= {f"fallback.{k}": v for k, v in fb_arrays.items()}
-        return meta, arrays
+        from rl.tabular import pack_artifact
+
+        return pack_artifact(self.kind, self.space, self.meta, {"q": self.q, "visits": self.visits}, self.fallback)
 
     @classmethod
     def from_artifact(cls, meta: dict, arrays: dict[str, np.ndarray]) -> QPolicy:

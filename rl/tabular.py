@@ -392,16 +392,10 @@ class TabularPolicy(DiscretePolicy):
         return actions
 
     def to_artifact(self) -> tuple[dict, dict[str, np.ndarray]]:
-        space_meta, arrays = self.space.to_artifact()
-        arrays = {f"space.{k}": v for k, v in arrays.items()} | {"table": self.table, "covered": self.covered}
+        own = {"table": self.table, "covered": self.covered}
         if self.values is not None:
-            arrays["values"] = self.values
-        meta = {"kind": self.kind, "space": space_meta, **self.meta}
-        if self.fallback is not None:
-            fb_meta, fb_arrays = self.fallback.to_artifact()
-            meta["fallback"] = fb_meta
-            arrays |= {f"fallback.{k}": v for k, v in fb_arrays.items()}
-        return meta, arrays
+            own["values"] = self.values
+        return pack_artifact(self.kind, self.space, self.meta, own, self.fallback)
 
     @classmethod
     def from_artifact(cls, meta: dict, arrays: dict[str, np.ndarray]):
@@ -411,6 +405,19 @@ class TabularPolicy(DiscretePolicy):
         fallback = policy_from_artifact(meta["fallback"], _sub(arrays, "fallback.")) if "fallback" in meta else None
         extra = {k: v for k, v in meta.items() if k not in ("kind", "space", "fallback")}
         return cls(space, arrays["table"], arrays["covered"], fallback, arrays.get("values"), extra)
+
+
+def pack_artifact(kind: str, space, meta: dict, own: dict[str, np.ndarray], fallback) -> tuple[dict, dict]:
+    """A state-space policy's artifact: its own arrays, the state space's under `space.`, the fallback's under
+    `fallback.` (read back with `policy_from_artifact`)."""
+    space_meta, space_arrays = space.to_artifact()
+    arrays = {f"space.{k}": v for k, v in space_arrays.items()} | own
+    out = {"kind": kind, "space": space_meta, **meta}
+    if fallback is not None:
+        fb_meta, fb_arrays = fallback.to_artifact()
+        out["fallback"] = fb_meta
+        arrays |= {f"fallback.{k}": v for k, v in fb_arrays.items()}
+    return out, arrays
 
 
 def _sub(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
