@@ -10,7 +10,7 @@ ANVIL := .tools/anvil/node_modules/.bin/anvil
 CONTRACTS := $(wildcard chainlake/devnet/contracts/*.vy)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test bench bench-pit dev clean
+.PHONY: setup demo test bench bench-pit bench-rl dev clean
 
 setup: $(VENV)/.installed $(ANVIL) build/contracts/.compiled $(DAGSTER_HOME)/dagster.yaml
 
@@ -49,6 +49,9 @@ bench: setup
 
 bench-pit: setup
 	$(BIN)/python bench/pit.py
+
+bench-rl: setup
+	$(BIN)/python bench/rl.py
 
 dev: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -m dagster_project.definitions

@@ -1,15 +1,16 @@
 """A compiled signal backtest: the reference backtester's answer for precomputed discrete signals, in one loop.
 
 Why it exists: `rl.backtest.run_policies` drives `VectorTradingEnv` one decision at a time through Python
-(tens of microseconds per step), which is right for policies that look at their own book but makes a
-1M-block backtest take minutes. Many strategies do not look at their position: their actions can be
-computed up front from the features, as a signal series (0 sell / 1 hold / 2 buy per decision row). For
-those, `fast_backtest` runs the very same execution model in a numba-compiled loop (`@njit`), about a
-hundred nanoseconds per step, so 1M blocks take milliseconds.
+(~130 µs per step on this project's 2-core machine), which is right for policies that look at their own
+book but makes a 1M-block backtest take over two minutes. Many strategies do not look at their position:
+their actions can be computed up front from the features, as a signal series (0 sell / 1 hold / 2 buy
+per decision row). For those, `fast_backtest` runs the very same execution model in a numba-compiled
+loop (`@njit`), a few tens of nanoseconds per step: 1M blocks in tens of milliseconds (bench/rl.py).
 
 Same semantics, line by line, as `run_policies(episode, {name: Scripted(signals[start:stop])}, config)` in
-"discrete" action mode (`tests/test_fast_backtest.py` pins the two together, on hand-made and random
-markets, latency 0 and 1, liquidity- and balance-capped trades):
+"discrete" action mode; `tests/test_fast_backtest.py` pins the two together, to the last bit, on
+hand-made markets (latency 0, 1 and 2, liquidity-capped, balance-capped and gas-unaffordable trades,
+the ulp-edge of the gas check) and on hypothesis-generated random markets, signals and configs:
 - the decision at row t (as-of block b_t) trades `trade_size` base (sell / buy), limited first by the
   position limits (buys up to `max_position`, sells down to 0 base), then by `rl.execution.execute`:
   it lands in block b_t + latency against the reserves at the end of block b_t + latency - 1, pays the
@@ -30,8 +31,13 @@ API:
 - `fast_backtest(episode, signals, env_config, start, stop, name, block_seconds) -> BacktestResult`:
   the same result type as `rl.backtest.backtest` (equity net and gross, position, actions, ledger,
   metrics).
-- `simulate_signals(...) -> SignalRun`: the compiled loop alone on the same inputs, arrays only (what
-  the benchmark times against vectorbt); `fast_backtest` builds its result from it.
+- `simulate_signals(...) -> SignalRun`: the compiled loop alone on the same inputs, arrays only: equity
+  net and gross and position per decision, and the fills (one entry per trade). What the benchmark times
+  against vectorbt; `fast_backtest` builds its result from it (ledger and metrics cost about as much
+  again on 1M rows).
+The episode is validated with the env's own checks and messages (`_decision_rows` mirrors `rl.env._Book`
+minus its feature matrix, which a signal backtest never reads; the test compares the errors).
+The first call compiles (~1-2 s; numba's on-disk cache, `cache=True`, spares later processes).
 """
 
 from __future__ import annotations
@@ -44,11 +50,12 @@ from numba import njit
 from chainlake.errors import ConfigError
 from rl.backtest import BacktestResult, _ledger
 from rl.data import Episode
-from rl.env import BUY, HOLD, SELL, EnvConfig, _Book
+from rl.env import BUY, HOLD, SELL, EnvConfig
 from rl.metrics import compute_metrics, periods_per_year
 
 # Relative slack of the gas affordability check, as in `rl.execution.execute`.
 _AFFORD_SLACK = 1 + 1e-12
+_FILL_VALUES = ("base_delta", "quote_delta", "exec_mid", "fee", "gas", "slippage")
 
 
 @dataclass
@@ -61,16 +68,16 @@ class SignalRun:
     equity: np.ndarray  # [n + 1] value marked at the end of block blocks[t] - 1 (net of fee and gas)
     equity_gross: np.ndarray  # [n + 1] the gross shadow book
     position: np.ndarray  # [n + 1] base held
-    cash: np.ndarray  # [n + 1] quote held
-    actions: np.ndarray  # [n] the signals played
-    traded: np.ndarray  # [n] bool
-    exec_index: np.ndarray  # [n] market index of the landing block (where traded)
-    base_delta: np.ndarray  # [n] + bought, - sold
-    quote_delta: np.ndarray  # [n] quote received (+) / paid (-), gas included
-    exec_mid: np.ndarray  # [n] mid of the reserves the trade executed against
-    fee: np.ndarray  # [n]
-    gas: np.ndarray  # [n]
-    slippage: np.ndarray  # [n]
+    actions: np.ndarray  # [n] the signals played (a view of the int64 signals)
+    # the fills, one entry per trade (the ledger's rows), in order:
+    fill_step: np.ndarray  # step t of the decision that traded (its row is start_row + t)
+    exec_index: np.ndarray  # market index of the landing block
+    base_delta: np.ndarray  # + bought, - sold
+    quote_delta: np.ndarray  # quote received (+) / paid (-), gas included
+    exec_mid: np.ndarray  # mid of the reserves the trade executed against
+    fee: np.ndarray
+    gas: np.ndarray
+    slippage: np.ndarray
     trade_size: float
     max_position: float
     initial_mid: float
@@ -96,27 +103,23 @@ def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_i
          stride, latency, fee, charge_fees, gas_units, priority_fee_gwei, max_reserve_fraction, quote, base,
          trade_size, max_position):
     """Steps rows first_row..stop_row-1 (stops early after a step whose value is not positive).
-    Fills the per-step arrays; returns the number of steps taken. Mirrors `rl.env.VectorTradingEnv.step`
-    with `rl.execution.execute` inlined (comments name the lines it follows)."""
+    Returns the number of steps taken, the per-decision arrays and the fills (8 arrays whose first
+    `n_fills` entries are the trades). Mirrors `rl.env.VectorTradingEnv.step` with
+    `rl.execution.execute` inlined (comments name what each part follows)."""
     n = stop_row - first_row
     equity = np.empty(n + 1)
     equity_gross = np.empty(n + 1)
     position = np.empty(n + 1)
-    cash = np.empty(n + 1)
-    mark_index = np.empty(n, dtype=np.int64)
-    traded_out = np.zeros(n, dtype=np.bool_)
-    exec_out = np.zeros(n, dtype=np.int64)
-    base_delta_out = np.zeros(n)
-    quote_delta_out = np.zeros(n)
-    exec_mid_out = np.zeros(n)
-    fee_out = np.zeros(n)
-    gas_out = np.zeros(n)
-    slip_out = np.zeros(n)
+    # fills: np.empty and written only per trade, so the untouched tail costs no memory traffic
+    fill_step = np.empty(n, dtype=np.int64)
+    exec_out = np.empty(n, dtype=np.int64)
+    fill_values = np.empty((6, n))  # base_delta, quote_delta, exec_mid, fee, gas, slippage
+    n_fills = 0
 
     mark0 = decision_index[first_row] - 1
     quote_gross = quote
     value = quote + base * (reserve_quote[mark0] / reserve_base[mark0])
-    equity[0], equity_gross[0], position[0], cash[0] = value, value, base, quote
+    equity[0], equity_gross[0], position[0] = value, value, base
     steps = 0
     for t in range(n):
         gi = decision_index[first_row + t]
@@ -157,14 +160,15 @@ def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_i
                     gross_delta = -_amount_in_for_out(base_delta, rq, rb, 0.0)
                 else:
                     gross_delta = _amount_out(-base_delta, rb, rq, 0.0)
-                traded_out[t] = True
-                exec_out[t] = exec_i
-                base_delta_out[t] = base_delta
-                quote_delta_out[t] = quote_delta
-                exec_mid_out[t] = mid
-                fee_out[t] = fee_quote
-                gas_out[t] = gas
-                slip_out[t] = max(cost_vs_mid - fee_quote, 0.0)
+                fill_step[n_fills] = t
+                exec_out[n_fills] = exec_i
+                fill_values[0, n_fills] = base_delta
+                fill_values[1, n_fills] = quote_delta
+                fill_values[2, n_fills] = mid
+                fill_values[3, n_fills] = fee_quote
+                fill_values[4, n_fills] = gas
+                fill_values[5, n_fills] = max(cost_vs_mid - fee_quote, 0.0)
+                n_fills += 1
         base = base + base_delta
         quote = quote + quote_delta
         quote_gross = quote_gross + gross_delta
@@ -172,23 +176,43 @@ def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_i
         mark = gi + stride - 1
         mid1 = reserve_quote[mark] / reserve_base[mark]
         value = quote + base * mid1
-        mark_index[t] = mark
         equity[t + 1] = value
         equity_gross[t + 1] = quote_gross + base * mid1
         position[t + 1] = base
-        cash[t + 1] = quote
         steps = t + 1
         if not value > 0:  # terminated: the book is wiped out (or NaN)
             break
-    return (steps, equity, equity_gross, position, cash, mark_index, traded_out, exec_out, base_delta_out,
-            quote_delta_out, exec_mid_out, fee_out, gas_out, slip_out)
+    return steps, equity, equity_gross, position, n_fills, fill_step, exec_out, fill_values
 
 
 # ------------------------------------------------------------------------------------------ Python API
 
-def _window(book: _Book, start: int | None, stop: int | None) -> tuple[int, int]:
+def _decision_rows(episode: Episode, latency: int) -> tuple[np.ndarray, int]:
+    """The episode's decision rows as market indices, and how many are usable: the checks of `rl.env._Book`
+    (same errors), without its feature matrix, which a signal backtest does not read."""
+    stride = int(episode.stride)
+    if latency > stride:
+        raise ConfigError(f"latency_blocks ({latency}) must be <= the episode stride ({stride}): "
+                          "a fill must be settled by the next decision")
+    if len(episode) == 0:
+        raise ConfigError("episode 0 has no decision rows")
+    if len(episode) > 1 and np.any(np.diff(episode.as_of) != stride):
+        raise ConfigError(f"episode 0: decision blocks must step by the stride ({stride})")
+    m = episode.market
+    idx = episode.index
+    if idx[0] < 1:
+        raise ConfigError("episode 0: the first decision needs a known block before it in the market")
+    steps = int(np.sum(idx + stride <= len(m.blocks) - 1))
+    if steps < 1:
+        raise ConfigError("episode 0: no decision whose next decision block is inside the market")
+    span = slice(int(idx[0]) - 1, int(idx[steps - 1]) + stride + 1)
+    if not (np.all(m.reserve_base[span] > 0) and np.all(m.reserve_quote[span] > 0)):
+        raise ConfigError(f"episode 0 ({m.pool}): reserves must be positive over its blocks")
+    return idx.astype(np.int64), steps
+
+
+def _window(n_steps: int, start: int | None, stop: int | None) -> tuple[int, int]:
     """Decision rows [start, stop) as `VectorTradingEnv.reset` resolves them for a backtest."""
-    n_steps = int(book.n_steps[0])
     start = 0 if start is None else int(start)
     stop = n_steps if stop is None else min(int(stop), n_steps)
     if start < 0 or start >= n_steps:
@@ -212,31 +236,32 @@ def simulate_signals(episode: Episode, signals, env_config: EnvConfig | None = N
     """Run `signals` (one of 0 sell / 1 hold / 2 buy per decision row of `episode`) over rows start..stop-1."""
     cfg = env_config or EnvConfig()
     if cfg.action_mode != "discrete":
-        raise ConfigError(f"fast_backtest plays discrete signals: action_mode must be 'discrete', got {cfg.action_mode!r}")
+        raise ConfigError("fast_backtest plays discrete signals: action_mode must be 'discrete', "
+                          f"got {cfg.action_mode!r}")
     ex = cfg.execution
-    book = _Book([episode], ex.latency_blocks)  # the env's own validation and usable rows
-    first, stop_row = _window(book, start, stop)
+    decision_index, n_steps = _decision_rows(episode, ex.latency_blocks)
+    first, stop_row = _window(n_steps, start, stop)
     signals = _check_signals(signals, len(episode))
-    m = book.market
-    mid0 = float(book.mid[book.decision_index[first] - 1])
+    m = episode.market
+    known = decision_index[first] - 1
+    mid0 = float(m.reserve_quote[known] / m.reserve_base[known])
     value0 = cfg.initial_quote + cfg.initial_base * mid0
     trade_size = cfg.trade_size if cfg.trade_size is not None else cfg.trade_fraction * value0 / mid0
     max_position = cfg.max_position if cfg.max_position is not None else cfg.max_position_fraction * value0 / mid0
     arrays = [np.ascontiguousarray(a, dtype=np.float64)
               for a in (m.reserve_base, m.reserve_quote, m.base_fee_gwei, m.eth_price_quote)]
-    (steps, equity, equity_gross, position, cash, mark_index, traded, exec_index, base_delta, quote_delta, exec_mid,
-     fee, gas, slippage) = _run(*arrays, book.decision_index, signals, first, stop_row, book.stride,
-                                ex.latency_blocks, float(m.fee) if ex.charge_fees else 0.0, ex.charge_fees,
-                                float(ex.gas_units), float(ex.priority_fee_gwei), float(ex.max_reserve_fraction),
-                                float(cfg.initial_quote), float(cfg.initial_base), float(trade_size),
-                                float(max_position))
-    blocks = np.concatenate([[book.decision_block[first]], m.blocks[mark_index[:steps]] + 1]).astype(np.int64)
+    steps, equity, equity_gross, position, n_fills, fill_step, exec_index, values = _run(
+        *arrays, decision_index, signals, first, stop_row, episode.stride, ex.latency_blocks,
+        float(m.fee) if ex.charge_fees else 0.0, ex.charge_fees, float(ex.gas_units), float(ex.priority_fee_gwei),
+        float(ex.max_reserve_fraction), float(cfg.initial_quote), float(cfg.initial_base), float(trade_size),
+        float(max_position))
+    # decision blocks step by the stride; the last entry is where the final mark is known
+    blocks = int(episode.as_of[first]) + episode.stride * np.arange(steps + 1, dtype=np.int64)
     return SignalRun(
         start_row=first, n_steps=steps, blocks=blocks, equity=equity[:steps + 1], equity_gross=equity_gross[:steps + 1],
-        position=position[:steps + 1], cash=cash[:steps + 1], actions=signals[first:first + steps].copy(),
-        traded=traded[:steps], exec_index=exec_index[:steps], base_delta=base_delta[:steps],
-        quote_delta=quote_delta[:steps], exec_mid=exec_mid[:steps], fee=fee[:steps], gas=gas[:steps],
-        slippage=slippage[:steps], trade_size=float(trade_size), max_position=float(max_position), initial_mid=mid0)
+        position=position[:steps + 1], actions=signals[first:first + steps], fill_step=fill_step[:n_fills].copy(),
+        exec_index=exec_index[:n_fills].copy(), **dict(zip(_FILL_VALUES, values[:, :n_fills].copy())),
+        trade_size=float(trade_size), max_position=float(max_position), initial_mid=mid0)
 
 
 def fast_backtest(episode: Episode, signals, env_config: EnvConfig | None = None, start: int | None = None,
@@ -244,16 +269,14 @@ def fast_backtest(episode: Episode, signals, env_config: EnvConfig | None = None
     """`rl.backtest.backtest(episode, Scripted(signals[start:stop]), env_config, start, stop, name)`, compiled."""
     cfg = replace(env_config or EnvConfig(), random_start=False, episode_length=None)
     run = simulate_signals(episode, signals, cfg, start, stop)
-    t = run.traded
     ledger = _ledger({
-        "decision_block": episode.as_of[run.start_row:run.start_row + run.n_steps][t],
-        "exec_block": episode.market.blocks[run.exec_index[t]], "base_delta": run.base_delta[t],
-        "quote_delta": run.quote_delta[t], "exec_mid": run.exec_mid[t], "fee": run.fee[t], "gas": run.gas[t],
-        "slippage": run.slippage[t]})
+        "decision_block": episode.as_of[run.start_row + run.fill_step],
+        "exec_block": episode.market.blocks[run.exec_index],
+        **{key: getattr(run, key) for key in _FILL_VALUES}})
     result = BacktestResult(
         name=name, pool=episode.market.pool, start_row=run.start_row, stop_row=run.start_row + run.n_steps,
         blocks=run.blocks, equity=run.equity, equity_gross=run.equity_gross, position=run.position,
-        actions=run.actions, ledger=ledger, metrics={}, config=cfg)
+        actions=run.actions.copy(), ledger=ledger, metrics={}, config=cfg)
     result.metrics = compute_metrics(run.equity, run.equity_gross, ledger,
                                      per_year=periods_per_year(episode.stride, block_seconds),
                                      initial_base=cfg.initial_base, initial_price=run.initial_mid)

@@ -24,7 +24,8 @@ from chainlake.errors import ConfigError
 from rl import fast_backtest as fb
 from rl.backtest import backtest
 from rl.baselines import Scripted
-from rl.env import BUY, HOLD, SELL, EnvConfig
+from rl.data import Episode
+from rl.env import BUY, HOLD, SELL, EnvConfig, VectorTradingEnv
 from rl.execution import ExecutionConfig
 
 
@@ -140,7 +141,9 @@ def test_long_random_run_and_the_kernel_is_compiled():
     assert fb._run.signatures  # numba compiled it (not a pure-Python fallback)
     run = fb.simulate_signals(ep, signals, EnvConfig(trade_fraction=0.2))
     assert run.n_steps == len(run.actions) == len(run.equity) - 1
-    assert run.cash[0] == 10_000.0 and np.all(run.cash >= 0) and np.all(run.position >= 0)  # no shorting, no debt
+    assert run.equity[0] == 10_000.0 and np.all(run.position >= 0)  # no shorting
+    assert len(run.fill_step) == len(run.base_delta) == np.count_nonzero(run.base_delta) > 0
+    assert np.all(np.diff(run.fill_step) > 0) and np.all(run.exec_index == ep.index[run.fill_step] + 1)
 
 
 def test_invalid_inputs():
@@ -155,6 +158,32 @@ def test_invalid_inputs():
         fb.fast_backtest(ep, signals_for(ep), start=len(ep))
     with pytest.raises(ConfigError):  # the env's own check: a fill must land by the next decision
         fb.fast_backtest(ep, signals_for(ep), EnvConfig(execution=ExecutionConfig(latency_blocks=2)))
+
+
+def broken_episodes():
+    market = make_market(RB, RQ, BASE_FEE, ETH)
+    ep = make_episode(market)
+    zero = make_market(RB[:5] + [0.0] + RB[6:], RQ, BASE_FEE, ETH)
+    return {
+        "no rows": ep.slice(0, 0),
+        "first decision at the market's first block": Episode(
+            market, market.blocks[:4], np.zeros((4, 2)), ep.feature_names, np.zeros(4, dtype=np.int8), 1),
+        "decisions not stepping by the stride": Episode(
+            market, np.array([101, 102, 104]), np.zeros((3, 2)), ep.feature_names, np.zeros(3, dtype=np.int8), 1),
+        "no usable row": Episode(market, market.blocks[-1:], np.zeros((1, 2)), ep.feature_names,
+                                 np.zeros(1, dtype=np.int8), 1),
+        "a zero reserve": make_episode(zero),
+    }
+
+
+@pytest.mark.parametrize("case", list(broken_episodes()))
+def test_broken_episodes_are_refused_like_the_env_does(case):
+    ep = broken_episodes()[case]
+    with pytest.raises(ConfigError) as env_error:
+        VectorTradingEnv(ep, EnvConfig())
+    with pytest.raises(ConfigError) as fast_error:
+        fb.fast_backtest(ep, np.ones(len(ep), dtype=np.int64))
+    assert str(fast_error.value) == str(env_error.value)
 
 
 @st.composite
