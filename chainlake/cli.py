@@ -382,7 +382,7 @@ def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = La
     """Backtest the stored policies and the baselines out of sample; write table backtest_results and the
     equity chart; print the comparison."""
     from chainlake.catalog import build_catalog
-    from rl.pipeline import evaluate, summary, write_results
+    from rl.pipeline import evaluate, write_results
 
     evaluation = evaluate(lake, agent_config(pool, stride, latency, folds, seed), models, folds=not no_folds)
     path, png = write_results(lake, evaluation, models)
@@ -390,7 +390,11 @@ def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = La
     if as_json:
         typer.echo(json.dumps(evaluation.results.to_dicts(), default=str))
         return
-    print_table(summary(evaluation.results).to_arrow(), "table", 50)
+    from rich.console import Console
+
+    from rl.report import comparison_table
+
+    Console(width=None if sys.stdout.isatty() else 140).print(comparison_table(evaluation.results))
     typer.echo(f"backtest_results: {evaluation.results.height} rows -> {path} (catalog view backtest_results)")
     typer.echo(f"equity chart: {png}")
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -29,6 +30,7 @@ from chainlake.ingest import (
 )
 from chainlake.ingest.lake import write_lake_config
 from chainlake.ingest.mempool import MempoolRecorder
+from rl.report import comparison_table
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 
@@ -130,37 +132,6 @@ def features_table(catalog_path: Path, lake_dir: Path) -> Table:
     return table
 
 
-def backtest_table(catalog_path: Path, lake_dir: Path) -> Table:
-    """The out-of-sample comparison: each policy and baseline on the holdout test blocks, and its mean
-    return over the retrained walk-forward folds and in the regime-switch folds."""
-    rows = query("""
-        select policy, any_value(pool) as pool,
-               max(total_return) filter (fold_kind = 'holdout') as holdout_return,
-               max(sharpe) filter (fold_kind = 'holdout') as sharpe,
-               max(max_drawdown) filter (fold_kind = 'holdout') as max_drawdown,
-               max(n_trades) filter (fold_kind = 'holdout') as trades,
-               max(fees_paid + gas_paid + slippage_paid) filter (fold_kind = 'holdout') as costs,
-               max(pnl_gross) filter (fold_kind = 'holdout') as pnl_gross,
-               max(pnl_net) filter (fold_kind = 'holdout') as pnl_net,
-               avg(total_return) filter (fold_kind = 'walk_forward') as walk_forward,
-               avg(total_return) filter (fold_kind = 'bull_to_bear') as bull_to_bear,
-               avg(total_return) filter (fold_kind = 'bear_to_bull') as bear_to_bull,
-               min(first_block) filter (fold_kind = 'holdout') as first_block,
-               max(last_block) filter (fold_kind = 'holdout') as last_block
-        from backtest_results group by policy order by holdout_return desc""", catalog_path, lake_dir).to_pylist()
-    span = f"blocks {rows[0]['first_block']}-{rows[0]['last_block']}" if rows else ""
-    table = Table(Column("policy", no_wrap=True), "holdout", "sharpe", "max dd", "trades", "costs", "P&L gross",
-                  "P&L net", "walk-fwd", "bull>bear", "bear>bull",
-                  title=f"out of sample (holdout {span}; returns; fold columns: policies retrained per fold)")
-    pct = lambda v: "-" if v is None else f"{v:+.2%}"  # noqa: E731
-    num = lambda v: "-" if v is None else f"{v:,.1f}"  # noqa: E731
-    for r in rows:
-        table.add_row(r["policy"], pct(r["holdout_return"]), num(r["sharpe"]), f"{r['max_drawdown'] or 0:.2%}",
-                      str(r["trades"]), num(r["costs"]), num(r["pnl_gross"]), num(r["pnl_net"]),
-                      pct(r["walk_forward"]), pct(r["bull_to_bear"]), pct(r["bear_to_bull"]))
-    return table
-
-
 def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> None:
     """A new devnet is a new chain: replace a lake left by an earlier devnet run, refuse anything else.
 
@@ -196,7 +167,7 @@ def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog
     console.print(features_table(catalog_path, lake_dir))
     frame = query("select count(*) as n from training_frame", catalog_path, lake_dir).to_pylist()[0]["n"]
     console.print(f"training frame: {frame:,} rows (pool x block, every feature as known at that block)")
-    console.print(backtest_table(catalog_path, lake_dir))
+    console.print(comparison_table(pl.from_arrow(query("select * from backtest_results", catalog_path, lake_dir))))
     console.print(f"lake:    {lake_dir.resolve()}")
     console.print(f"catalog: {catalog_path.resolve()}")
     console.print('try:     .venv/bin/chainlake sql "select address, count(*) from logs group by 1"')

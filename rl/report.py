@@ -76,3 +76,30 @@ def markdown_table(table: pl.DataFrame, columns: Sequence[str] | None = TABLE_CO
     for row in table.select(cols).iter_rows():
         lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_table(results: pl.DataFrame):
+    """The out-of-sample comparison as a rich Table (what `make demo` and `chainlake backtest` print): each
+    policy and baseline on the holdout test blocks, its mean return over the retrained walk-forward folds,
+    and its return in the bull->bear and bear->bull folds. Sorted by holdout return."""
+    from rich.table import Column, Table
+
+    holdout = results.filter(pl.col("fold_kind") == "holdout")
+    folds = (results.filter(pl.col("fold_kind") != "holdout").group_by("policy", "fold_kind")
+             .agg(pl.col("total_return").mean()))
+    fold = {(r["policy"], r["fold_kind"]): r["total_return"] for r in folds.iter_rows(named=True)}
+    span = (f"holdout blocks {holdout.get_column('first_block').min()}-{holdout.get_column('last_block').max()}"
+            if holdout.height else "no holdout rows")
+    table = Table(Column("policy", no_wrap=True), "holdout", "sharpe", "max dd", "trades", "costs", "P&L gross",
+                  "P&L net", "walk-fwd", "bull>bear", "bear>bull",
+                  title=f"out of sample ({span}; returns; fold columns: policies retrained per fold)")
+
+    def pct(value, sign: bool = True) -> str:
+        return "-" if value is None else f"{value:+.2%}" if sign else f"{value:.2%}"
+
+    for r in holdout.sort("total_return", descending=True).iter_rows(named=True):
+        costs = r["fees_paid"] + r["gas_paid"] + r["slippage_paid"]
+        table.add_row(r["policy"], pct(r["total_return"]), f"{r['sharpe']:,.1f}", pct(r["max_drawdown"], False),
+                      str(r["n_trades"]), f"{costs:,.1f}", f"{r['pnl_gross']:,.1f}", f"{r['pnl_net']:,.1f}",
+                      *[pct(fold.get((r["policy"], kind))) for kind in ("walk_forward", "bull_to_bear", "bear_to_bull")])
+    return table
