@@ -25,7 +25,8 @@ the ulp-edge of the gas check) and on hypothesis-generated random markets, signa
   (`trade_fraction` / `max_position_fraction` of the initial value), as the env does at reset.
 
 The arithmetic is written in the same order as `rl.execution` and `rl.env` (numba does not reassociate
-or fuse floating-point operations without fastmath), so the two agree to the last bit in practice.
+or fuse floating-point operations without fastmath), so the two agree to the last bit in practice; the trade
+itself is `rl.execution_kernels.execute_market_order`, shared with the env's compiled step.
 
 API:
 - `fast_backtest(episode, signals, env_config, start, stop, name, block_seconds) -> BacktestResult`:
@@ -51,10 +52,9 @@ from chainlake.errors import ConfigError
 from rl.backtest import BacktestResult, _ledger
 from rl.data import Episode
 from rl.env import BUY, HOLD, SELL, EnvConfig
+from rl.execution_kernels import execute_market_order, gas_quote
 from rl.metrics import compute_metrics, periods_per_year
 
-# Relative slack of the gas affordability check, as in `rl.execution.execute`.
-_AFFORD_SLACK = 1 + 1e-12
 _FILL_VALUES = ("base_delta", "quote_delta", "exec_mid", "fee", "gas", "slippage")
 
 
@@ -86,26 +86,13 @@ class SignalRun:
 # ------------------------------------------------------------------------------------- compiled kernels
 
 @njit(cache=True)
-def _amount_out(amount_in, reserve_in, reserve_out, fee):
-    effective = amount_in * (1.0 - fee)
-    return effective * reserve_out / (reserve_in + effective)
-
-
-@njit(cache=True)
-def _amount_in_for_out(out, reserve_in, reserve_out, fee):
-    if out < reserve_out:
-        return reserve_in * out / ((reserve_out - out) * (1.0 - fee))
-    return np.inf
-
-
-@njit(cache=True)
 def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_index, signals, first_row, stop_row,
          stride, latency, fee, charge_fees, gas_units, priority_fee_gwei, max_reserve_fraction, quote, base,
          trade_size, max_position):
     """Steps rows first_row..stop_row-1 (stops early after a step whose value is not positive).
     Returns the number of steps taken, the per-decision arrays and the fills (8 arrays whose first
-    `n_fills` entries are the trades). Mirrors `rl.env.VectorTradingEnv.step` with
-    `rl.execution.execute` inlined (comments name what each part follows)."""
+    `n_fills` entries are the trades). Mirrors `rl.env.VectorTradingEnv.step`, with `rl.execution.execute`
+    as `rl.execution_kernels.execute_market_order` (comments name what each part follows)."""
     n = stop_row - first_row
     equity = np.empty(n + 1)
     equity_gross = np.empty(n + 1)
@@ -131,35 +118,15 @@ def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_i
             qty = -min(trade_size, max(base, 0.0))
         else:
             qty = 0.0
-        traded = False
         base_delta = quote_delta = gross_delta = 0.0
         exec_i = gi + latency
         if qty != 0.0:
-            # execution.execute, against the reserves at the end of the block before the landing block
+            # execution.execute (and the gross shadow fill), in rl.execution_kernels
             state = max(exec_i - 1, 0)
-            rb, rq = reserve_base[state], reserve_quote[state]
-            gas = 0.0
-            if charge_fees:
-                gas = gas_units * (base_fee_gwei[exec_i] + priority_fee_gwei) * 1e-9 * eth_price_quote[state]
-            mid = rq / rb
-            buy = min(max(qty, 0.0), max_reserve_fraction * rb)
-            budget = max(quote - gas, 0.0)
-            buy = min(buy, _amount_out(budget, rq, rb, fee))
-            sell = min(max(-qty, 0.0), max(base, 0.0))
-            sell = min(sell, _amount_in_for_out(max_reserve_fraction * rq, rb, rq, fee))
-            quote_in = min(_amount_in_for_out(buy, rq, rb, fee), budget) if buy > 0 else 0.0
-            quote_out = _amount_out(sell, rb, rq, fee) if sell > 0 else 0.0
-            traded = (buy > 1e-12 or sell > 1e-12) and quote_in + gas <= (quote + quote_out) * _AFFORD_SLACK
+            gas = gas_quote(charge_fees, base_fee_gwei[exec_i], eth_price_quote[state], gas_units, priority_fee_gwei)
+            traded, base_delta, quote_delta, gross_delta, mid, fee_quote, gas, slippage = execute_market_order(
+                qty, base, quote, reserve_base[state], reserve_quote[state], gas, fee, max_reserve_fraction)
             if traded:
-                base_delta = buy - sell
-                fee_quote = fee * (quote_in + sell * mid)
-                cost_vs_mid = quote_in - buy * mid if buy > 0 else sell * mid - quote_out
-                quote_delta = quote_out - quote_in - gas
-                # the gross shadow: the same base quantity, no pool fee, no gas
-                if base_delta > 0:
-                    gross_delta = -_amount_in_for_out(base_delta, rq, rb, 0.0)
-                else:
-                    gross_delta = _amount_out(-base_delta, rb, rq, 0.0)
                 fill_step[n_fills] = t
                 exec_out[n_fills] = exec_i
                 fill_values[0, n_fills] = base_delta
@@ -167,7 +134,7 @@ def _run(reserve_base, reserve_quote, base_fee_gwei, eth_price_quote, decision_i
                 fill_values[2, n_fills] = mid
                 fill_values[3, n_fills] = fee_quote
                 fill_values[4, n_fills] = gas
-                fill_values[5, n_fills] = max(cost_vs_mid - fee_quote, 0.0)
+                fill_values[5, n_fills] = slippage
                 n_fills += 1
         base = base + base_delta
         quote = quote + quote_delta

@@ -1,5 +1,6 @@
 """The trading env on hand-computed cases (fees, slippage, gas, latency, liquidity and balance caps, position
-limits, limit orders), its Gymnasium conformance, the vector env against the single env, and no look-ahead.
+limits, limit orders), its Gymnasium conformance, the vector env against the single env, the compiled
+"discrete" step against the numpy one (bit for bit), and no look-ahead (both steps).
 
 Markets are small hand-made `PoolMarket`s: nothing here needs a lake or a node.
 """
@@ -9,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chainlake.errors import ConfigError
 from rl.data import Episode
-from rl.env import BUY, HOLD, SELL, EnvConfig, TradingEnv, VectorTradingEnv
+from rl.env import BUY, HOLD, SELL, EnvConfig, TradingEnv, VectorTradingEnv, _discrete_step
 from rl.execution import ExecutionConfig, limit_fill_index
 from rl.market import PoolMarket
 
@@ -383,18 +386,222 @@ def test_vector_env_steps_are_fast():
     venv = VectorTradingEnv(random_episode(n=400), EnvConfig(random_start=True, episode_length=100), num_envs=256)
     venv.reset(seed=0)
     actions = np.random.default_rng(0).integers(0, 3, size=(200, 256))
+    assert venv.compiled
+    venv.step(actions[0])  # numba: load (or compile) the step kernel before timing
     t0 = time.perf_counter()
     for a in actions:
         venv.step(a)
-    assert 200 * 256 / (time.perf_counter() - t0) > 100_000  # ~2M/s here; a loose floor for slow CI
+    assert 200 * 256 / (time.perf_counter() - t0) > 500_000  # ~8M/s here (numpy step: ~2M/s); a loose floor
+
+
+# ------------------------------------------------------------------------------------------------ compiled step
+# `VectorTradingEnv(..., compiled=True)` (the default) steps "discrete" mode with the numba kernel
+# `rl.env._discrete_step`; compiled=False forces the numpy step, the reference. The two must agree to the last
+# bit: every returned array (same dtype, shape and bytes: NaNs and the sign of zeros included), the info
+# dict (same keys, same order) and the env's state after every step.
+
+STATE = ("_row", "_stop", "_cap", "_feat_cap", "_mark", "_steps", "_quote", "_base", "_quote_gross", "_value",
+         "_value_gross", "_trade_size", "_max_pos", "_o_qty", "_terminated", "_truncated")
+
+
+def assert_identical(got, expected, what):
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (what, got.dtype, expected.dtype)
+    assert got.tobytes() == expected.tobytes(), (what, got, expected)
+
+
+def assert_same_output(got, expected, t):
+    for k, name in enumerate(("obs", "reward", "terminated", "truncated")):
+        assert_identical(got[k], expected[k], (t, name))
+    assert list(got[4]) == list(expected[4]), t
+    for key in expected[4]:
+        assert_identical(got[4][key], expected[4][key], (t, key))
+
+
+def lockstep(episodes, config, num_envs, actions, autoreset=True, seed=0, options=None, tamper=None):
+    """Run the compiled and the numpy env side by side on the same actions, comparing everything at every step.
+    `tamper(env, t)`, applied to both before step t, may force a state (e.g. wipe a book out). Returns the
+    compiled env and its step results."""
+    fast, ref = (VectorTradingEnv(episodes, config, num_envs=num_envs, autoreset=autoreset, compiled=c)
+                 for c in (True, False))
+    assert fast.compiled and not ref.compiled
+    got, expected = fast.reset(seed=seed, options=options), ref.reset(seed=seed, options=options)
+    assert_identical(got[0], expected[0], "reset obs")
+    results = []
+    for t, a in enumerate(actions):
+        if tamper is not None:
+            tamper(fast, t)
+            tamper(ref, t)
+        got, expected = fast.step(a), ref.step(a)
+        assert_same_output(got, expected, t)
+        for name in STATE:
+            assert_identical(getattr(fast, name), getattr(ref, name), (t, name))
+        results.append(got)
+    return fast, results
+
+
+HAND_CONFIGS = {
+    "plain": {},
+    "liquidity capped": {"trade_size": 100.0, "initial_quote": 1_000_000.0},
+    "balance capped": {"initial_quote": 500.0},
+    "gas unaffordable": {"initial_quote": 5.0},
+    "all the cash left after gas (ulp edge)": {"initial_quote": 15.734633889149796},
+    "position limit, base held, scaled reward": {"max_position": 1.5, "initial_base": 0.7, "reward_scale": 1e-3},
+    "no fees": {"initial_base": 2.0, "fees": False},
+    "sized from the start value": {"trade_size": None, "trade_fraction": 0.6},
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_CONFIGS))
+@pytest.mark.parametrize("latency,stride", [(0, 1), (1, 1), (0, 2), (1, 2), (2, 2)])
+def test_compiled_step_equals_numpy_step_on_the_hand_made_market(case, latency, stride):
+    cfg = dict(HAND_CONFIGS[case])
+    cfg.setdefault("trade_size", 1.0)
+    cfg.setdefault("initial_quote", 10_000.0)
+    execution = ExecutionConfig(latency_blocks=latency, charge_fees=cfg.pop("fees", True))
+    config = EnvConfig(execution=execution, **cfg)
+    # market A, then market A backwards: blocks 100..111
+    ep = make_episode(make_market(RB + RB[::-1], RQ + RQ[::-1], BASE_FEE + BASE_FEE[::-1], ETH + ETH[::-1]), stride)
+    usable = int(np.sum(ep.index + stride <= len(ep.market.blocks) - 1))
+    script = [BUY, BUY, SELL, BUY, HOLD, SELL, SELL, BUY]
+    # three books from different rows, autoreset on: they finish and restart at different steps
+    _, results = lockstep(ep, config, 3, [np.roll(script, k)[:3] for k in range(16)],
+                          options={"start": np.minimum([0, 2, 5], usable - 1)})
+    assert any(info["traded"].any() for *_, info in results) or case == "gas unaffordable"
+
+
+def test_compiled_step_hits_the_caps_it_is_compared_on():
+    """The hand-made cases above do reach the branches they are named after (checked on the compiled env)."""
+    def first_fill(**cfg):
+        cfg.setdefault("trade_size", 1.0)
+        env = VectorTradingEnv(make_episode(market_a()), EnvConfig(**cfg), num_envs=1)
+        env.reset(seed=0)
+        return env.step(np.array([BUY]))[4]
+
+    assert first_fill(trade_size=100.0, initial_quote=1_000_000.0)["base_delta"][0] == pytest.approx(50.0)
+    assert 0 < first_fill(initial_quote=500.0)["base_delta"][0] < 1.0
+    assert not first_fill(initial_quote=5.0)["traded"][0]
+    quote = 15.734633889149796
+    assert (quote - gas(2)) + gas(2) > quote  # the affordability check needs its slack here
+    assert first_fill(initial_quote=quote)["traded"][0]
+
+
+def test_compiled_step_autoresets_like_the_numpy_step():
+    rng = np.random.default_rng(5)
+    ep = random_episode(n=80, seed=3, stride=2)
+    config = EnvConfig(episode_length=3, random_start=True, initial_base=0.5,
+                       execution=ExecutionConfig(latency_blocks=1))
+    _, results = lockstep(ep, config, 5, rng.integers(0, 3, size=(40, 5)), seed=9)
+    assert sum(int(info["stepped"].sum()) for *_, info in results) < 40 * 5  # reset steps (books not stepped)
+
+
+def test_compiled_step_over_several_episodes_and_after_the_end_without_autoreset():
+    eps = [random_episode(seed=s) for s in (0, 1, 2)]
+    rng = np.random.default_rng(0)
+    lockstep(eps, EnvConfig(episode_length=7, random_start=True), 6, rng.integers(0, 3, size=(30, 6)), seed=1)
+    # no autoreset: finished books stand still while the others go on, then all stand still
+    fast, results = lockstep(eps, EnvConfig(), 3, rng.integers(0, 3, size=(20, 3)), autoreset=False,
+                             options={"start": [0, 60, 70], "stop": [8, 66, 75]})
+    assert fast.done.all() and not results[-1][4]["stepped"].any()
+
+
+def test_compiled_step_terminates_and_resets_a_wiped_out_book_like_the_numpy_step():
+    """A book whose value is no longer positive (forced here: negative cash, or NaN) terminates; with autoreset
+    it restarts on the next step. NaN values flow into the rewards and observations the same way."""
+    def tamper(env, t):
+        if t == 2:
+            env._quote[1] = -1e9
+            env._quote[3] = np.nan
+    fast, results = lockstep(random_episode(), EnvConfig(initial_base=1.0), 4, np.full((6, 4), BUY), tamper=tamper)
+    _, reward, terminated, _, _ = results[2]
+    assert terminated.tolist() == [False, True, False, True] and reward[1] < 0 and np.isnan(reward[3])
+    assert np.isnan(results[2][0][3, -2:]).any()  # the NaN book's observation
+    _, reward, terminated, _, info = results[3]  # the reset step of books 1 and 3
+    assert info["stepped"].tolist() == [True, False, True, False] and reward[1] == reward[3] == 0.0
+    assert fast._steps.tolist() == [6, 2, 6, 2]
+
+
+def test_compiled_step_refuses_bad_actions_without_changing_anything():
+    env = VectorTradingEnv(random_episode(), EnvConfig(), num_envs=3)
+    env.reset(seed=0)
+    before = {name: getattr(env, name).copy() for name in STATE}
+    with pytest.raises(ValueError):
+        env.step(np.array([0, 3, 1]))
+    for name in STATE:
+        np.testing.assert_array_equal(getattr(env, name), before[name])
+    # actions of another dtype or layout are converted as the numpy step does (float actions truncate), and
+    # the kernel keeps one compiled signature
+    read_only = np.array([2, 2, 0])
+    read_only.flags.writeable = False
+    lockstep(random_episode(), EnvConfig(), 3, [np.array([2.0, 0.0, 1.0]), [[2], [2], [0]],
+                                                np.array([[1, 2], [0, 0], [2, 1]])[:, 0], read_only])
+    assert len(_discrete_step.signatures) == 1
+
+
+def test_compiled_flag():
+    ep = random_episode()
+    assert VectorTradingEnv(ep, EnvConfig()).compiled and TradingEnv(ep, EnvConfig())._vec.compiled
+    assert not VectorTradingEnv(ep, EnvConfig(), compiled=False).compiled
+    for mode in ("fraction", "limit"):  # numpy only
+        assert not VectorTradingEnv(ep, EnvConfig(action_mode=mode)).compiled
+
+
+@st.composite
+def lockstep_cases(draw):
+    """A random market (prices, depth, base fees, ETH prices, pool fee), stride, latency, config, books and
+    actions; deep and shallow pools, so that liquidity, balance and gas caps all bind in some cases."""
+    n = draw(st.integers(6, 40))
+    steps = draw(st.lists(st.floats(-0.15, 0.15), min_size=n, max_size=n))
+    depth = draw(st.lists(st.floats(0.5, 2.0), min_size=n, max_size=n))
+    liquidity = draw(st.sampled_from([5.0, 200.0, 1e5]))
+    mid = 50.0 * np.exp(np.cumsum(steps))
+    scale = liquidity * np.asarray(depth)
+    market = make_market(scale / np.sqrt(mid), scale * np.sqrt(mid),
+                         draw(st.lists(st.floats(0.0, 500.0), min_size=n, max_size=n)),
+                         draw(st.lists(st.floats(1.0, 5_000.0), min_size=n, max_size=n)),
+                         fee=draw(st.sampled_from([0.003, 0.0005, 0.01])))
+    stride = draw(st.sampled_from([1, 1, 2]))
+    if n - 2 < stride:
+        stride = 1
+    rows = len(range(101, 100 + n, stride))
+    features = np.asarray(draw(st.lists(st.floats(-5, 5) | st.just(float("nan")),
+                                        min_size=rows * 2, max_size=rows * 2))).reshape(rows, 2)
+    ep = make_episode(market, stride, features)
+    initial_quote = draw(st.sampled_from([0.0, 1.0, 100.0, 5_000.0, 1e6]))
+    initial_base = draw(st.sampled_from([0.0, 0.5, 20.0])) if initial_quote > 0 else draw(st.sampled_from([0.5, 20.0]))
+    config = EnvConfig(
+        initial_quote=initial_quote, initial_base=initial_base,
+        trade_size=draw(st.one_of(st.none(), st.floats(0.01, 50.0))), trade_fraction=draw(st.floats(0.05, 1.0)),
+        max_position=draw(st.one_of(st.none(), st.floats(0.0, 100.0))),
+        max_position_fraction=draw(st.floats(0.0, 2.0)), reward_scale=draw(st.sampled_from([1.0, 0.01])),
+        episode_length=draw(st.one_of(st.none(), st.integers(1, 6))), random_start=draw(st.booleans()),
+        execution=ExecutionConfig(latency_blocks=draw(st.integers(0, stride)),
+                                  gas_units=draw(st.sampled_from([0, 21_000, 120_000, 10_000_000])),
+                                  priority_fee_gwei=draw(st.sampled_from([0.0, 1.0, 50.0])),
+                                  max_reserve_fraction=draw(st.sampled_from([0.001, 0.05, 0.5])),
+                                  charge_fees=draw(st.booleans())))
+    num_envs = draw(st.integers(1, 5))
+    n_steps = draw(st.integers(1, 25))
+    actions = np.asarray(draw(st.lists(st.integers(0, 2), min_size=n_steps * num_envs,
+                                       max_size=n_steps * num_envs))).reshape(n_steps, num_envs)
+    return ep, config, num_envs, actions, draw(st.booleans()), draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lockstep_cases())
+def test_compiled_step_equals_numpy_step_on_random_markets(case):
+    ep, config, num_envs, actions, autoreset, seed = case
+    lockstep(ep, config, num_envs, actions, autoreset=autoreset, seed=seed)
+    assert _discrete_step.signatures  # numba compiled it (not a pure-Python fallback)
 
 
 # ------------------------------------------------------------------------------------------------ no look-ahead
-def _policy_run(ep: Episode, mode: str, latency: int):
+def _policy_run(ep: Episode, mode: str, latency: int, compiled: bool = True):
     """A deterministic policy of the observation; returns (actions, rewards, values_gross, fills, observations)."""
     config = EnvConfig(action_mode=mode, initial_base=2.0, execution=ExecutionConfig(latency_blocks=latency),
                        limit_window_blocks=5)
-    env = TradingEnv(ep, config)
+    env = TradingEnv(ep, config, compiled=compiled)
+    assert env._vec.compiled == (compiled and mode == "discrete")
     pos = env.obs_names.index("position_share")
     obs, _ = env.reset(seed=0)
     acts, rewards, gross, fills, seen = [], [], [], [], []
@@ -417,14 +624,17 @@ def _policy_run(ep: Episode, mode: str, latency: int):
     return acts, np.array(rewards), np.array(gross), fills, np.array(seen)
 
 
-@pytest.mark.parametrize("mode,latency,stride", [("discrete", 1, 1), ("fraction", 0, 1), ("limit", 1, 1),
-                                                 ("discrete", 2, 3), ("limit", 2, 2), ("limit", 0, 3)])
-def test_future_rows_do_not_change_past_decisions_or_rewards(mode, latency, stride):
+@pytest.mark.parametrize("mode,latency,stride,compiled", [
+    ("discrete", 1, 1, True), ("discrete", 1, 1, False), ("discrete", 0, 2, True), ("discrete", 2, 3, True),
+    ("discrete", 2, 3, False), ("fraction", 0, 1, False), ("limit", 1, 1, False), ("limit", 2, 2, False),
+    ("limit", 0, 3, False)])
+def test_future_rows_do_not_change_past_decisions_or_rewards(mode, latency, stride, compiled):
     """Shuffle and rescale (price up or down) the market rows decision k cannot know, redraw the features
     after row k: the observations and decisions up to k, the rewards of the steps before k, and with
-    latency 0 the market order of step k too (it executes on known state), stay bit for bit."""
+    latency 0 the market order of step k too (it executes on known state), stay bit for bit. "discrete" runs
+    on the compiled step and on the numpy one; the other modes have only the numpy step."""
     ep = random_episode(n=90, seed=7, stride=stride)
-    acts, rewards, gross, fills, seen = _policy_run(ep, mode, latency)
+    acts, rewards, gross, fills, seen = _policy_run(ep, mode, latency, compiled)
     rng = np.random.default_rng(11)
     m = ep.market
     for k in range(1, len(acts) - 1, 3):
@@ -442,7 +652,7 @@ def test_future_rows_do_not_change_past_decisions_or_rewards(mode, latency, stri
         market = PoolMarket(**{**m.__dict__, "reserve_base": rb, "reserve_quote": rq, "eth_price_quote": eth,
                                "base_fee_gwei": base_fee})
         perturbed = Episode(market, ep.as_of, feats, ep.feature_names, ep.regime, ep.stride)
-        acts2, rewards2, gross2, fills2, seen2 = _policy_run(perturbed, mode, latency)
+        acts2, rewards2, gross2, fills2, seen2 = _policy_run(perturbed, mode, latency, compiled)
         np.testing.assert_array_equal(seen2[:k + 1], seen[:k + 1])
         assert acts2[:k + 1] == acts[:k + 1]
         np.testing.assert_array_equal(rewards2[:k], rewards[:k])  # steps 0..k-1 are marked at rows < cut
