@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from chainlake.devnet import Devnet  # noqa: E402
 from chainlake.ingest import ingest  # noqa: E402
+from results_md import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BENCH = ROOT / "bench"
 CRYO_VENV = BENCH / ".cryo-venv"
@@ -621,19 +622,9 @@ def row_count_differences(results: list[dict]) -> list[str]:
             for r in results if r["rows_chainlake"] != r["rows_cryo"]]
 
 
-MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
-
-
 def write_results(table: str) -> None:
-    """Replace the generated part of bench/RESULTS.md (between markers), keeping the written analysis."""
-    path = BENCH / "RESULTS.md"
-    text = path.read_text() if path.exists() else f"# Ingest benchmark\n\n{MARK_BEGIN}\n{MARK_END}\n"
-    if MARK_BEGIN not in text:
-        text += f"\n{MARK_BEGIN}\n{MARK_END}\n"
-    head, rest = text.split(MARK_BEGIN, 1)
-    tail = rest.split(MARK_END, 1)[1] if MARK_END in rest else ""
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    path.write_text(f"{head}{MARK_BEGIN}\nLast run {stamp}:\n\n{table}{MARK_END}{tail}")
+    """Rewrite the ingest section of bench/RESULTS.md (between its markers), keeping the written analysis."""
+    write_section("bench", table, "Ingest benchmark", "`make bench` (= `.venv/bin/python bench/ingest.py`).")
 
 
 if __name__ == "__main__":

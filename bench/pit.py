@@ -56,6 +56,8 @@ from pathlib import Path
 
 import polars as pl
 
+from results_md import RESULTS, write_section  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 WORK_ROOT = BENCH / ".work-pit"  # git-ignored; one folder per data set (size, views, seed)
@@ -63,8 +65,6 @@ WORK = WORK_ROOT / "default"      # set by main() from the arguments; children g
 FEAST_VENV = BENCH / ".feast-venv"
 FEAST_VERSION = "0.67.0"
 FEAST_SCRIPT = BENCH / "pit_feast.py"
-RESULTS = BENCH / "RESULTS.md"
-MARK_BEGIN, MARK_END = "<!-- pit:begin -->", "<!-- pit:end -->"
 
 POOLS = 100
 BLOCK_RANGE = 20_000_000   # events and as-of blocks fall in [0, BLOCK_RANGE): about mainnet's height
@@ -649,19 +649,9 @@ def report(results: list[dict], meta: dict, args, problems: list[str], check: di
 
 
 def write_results(text: str) -> None:
-    """Replace the PIT section of bench/RESULTS.md between its markers (creating the section the first
-    time, after everything else); the ingest section and the analysis below the markers are kept."""
-    content = RESULTS.read_text() if RESULTS.exists() else ""
-    if MARK_BEGIN not in content:
-        content = content.rstrip("\n") + (
-            "\n\n# Point-in-time join benchmark: chainlake vs polars, DuckDB, Feast\n\n"
-            "`make bench-pit` (= `.venv/bin/python bench/pit.py`). The part between the markers below is "
-            "rewritten by every run; the analysis under it is not.\n\n"
-            f"{MARK_BEGIN}\n{MARK_END}\n")
-    head, rest = content.split(MARK_BEGIN, 1)
-    tail = rest.split(MARK_END, 1)[1] if MARK_END in rest else "\n"
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    RESULTS.write_text(f"{head}{MARK_BEGIN}\nLast run {stamp}:\n\n{text}{MARK_END}{tail}")
+    """Rewrite this benchmark's section of bench/RESULTS.md (the analysis under it is kept)."""
+    write_section("pit", text, 'Point-in-time join benchmark: chainlake vs polars, DuckDB, Feast',
+                  '`make bench-pit` (= `.venv/bin/python bench/pit.py`). The part between the markers below is rewritten by every run; the analysis under it is not.')
 
 
 def parse_args():

@@ -56,14 +56,14 @@ from pathlib import Path
 
 import numpy as np
 
+from results_md import RESULTS, write_section  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 WORK_ROOT = BENCH / ".work-rl"  # git-ignored; one folder per (bars, seed)
 PEER_VENV = BENCH / ".rl-venv"  # git-ignored; gym-anytrading + vectorbt (they pull pandas)
 PEER_PINS = ("gym-anytrading==2.0.0", "vectorbt==1.2.0", "vectorbt-rust==1.2.0")
 PEER_SCRIPT = BENCH / "rl_peers.py"
-RESULTS = BENCH / "RESULTS.md"
-MARK_BEGIN, MARK_END = "<!-- rl:begin -->", "<!-- rl:end -->"
 
 BLOCK_SECONDS = 12.0
 FIRST_BLOCK = 21_000_000
@@ -497,17 +497,9 @@ def report(rows: list[dict], meta: dict, args, steps: int, load_avg: tuple) -> s
 
 
 def write_results(text: str) -> None:
-    content = RESULTS.read_text() if RESULTS.exists() else ""
-    if MARK_BEGIN not in content:
-        content = content.rstrip("\n") + (
-            "\n\n# RL benchmark: chainlake's env and backtester vs gym-anytrading and vectorbt\n\n"
-            "`.venv/bin/python bench/rl.py` (peers in `bench/.rl-venv`, created on first use). The part between "
-            "the markers below is rewritten by every run; the analysis under it is not.\n\n"
-            f"{MARK_BEGIN}\n{MARK_END}\n")
-    head, rest = content.split(MARK_BEGIN, 1)
-    tail = rest.split(MARK_END, 1)[1] if MARK_END in rest else "\n"
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    RESULTS.write_text(f"{head}{MARK_BEGIN}\nLast run {stamp}:\n\n{text}{MARK_END}{tail}")
+    """Rewrite this benchmark's section of bench/RESULTS.md (the analysis under it is kept)."""
+    write_section("rl", text, "RL benchmark: chainlake's env and backtester vs gym-anytrading and vectorbt",
+                  '`.venv/bin/python bench/rl.py` (peers in `bench/.rl-venv`, created on first use). The part between the markers below is rewritten by every run; the analysis under it is not.')
 
 
 def parse_args():
