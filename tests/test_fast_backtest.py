@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_rl_env import make_episode, make_market, random_episode
+from test_rl_env import draw_market, make_episode, make_market, random_episode
 
 from chainlake.errors import ConfigError
 from rl import fast_backtest as fb
@@ -188,16 +188,7 @@ def test_broken_episodes_are_refused_like_the_env_does(case):
 
 @st.composite
 def cases(draw):
-    n = draw(st.integers(5, 40))
-    steps = draw(st.lists(st.floats(-0.15, 0.15), min_size=n, max_size=n))
-    depth = draw(st.lists(st.floats(0.5, 2.0), min_size=n, max_size=n))
-    liquidity = draw(st.sampled_from([5.0, 200.0, 1e5]))
-    mid = 50.0 * np.exp(np.cumsum(steps))
-    scale = liquidity * np.asarray(depth)
-    market = make_market(scale / np.sqrt(mid), scale * np.sqrt(mid),
-                         draw(st.lists(st.floats(0.0, 500.0), min_size=n, max_size=n)),
-                         draw(st.lists(st.floats(1.0, 5_000.0), min_size=n, max_size=n)),
-                         fee=draw(st.sampled_from([0.003, 0.0005, 0.01])))
+    n, market = draw_market(draw, 5)
     stride = draw(st.sampled_from([1, 1, 2]))
     ep = make_episode(market, stride)
     usable = int(np.sum(ep.index + stride <= n - 1))

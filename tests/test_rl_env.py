@@ -546,20 +546,25 @@ def test_compiled_flag():
         assert not VectorTradingEnv(ep, EnvConfig(action_mode=mode)).compiled
 
 
-@st.composite
-def lockstep_cases(draw):
-    """A random market (prices, depth, base fees, ETH prices, pool fee), stride, latency, config, books and
-    actions; deep and shallow pools, so that liquidity, balance and gas caps all bind in some cases."""
-    n = draw(st.integers(6, 40))
+def draw_market(draw, min_blocks: int):
+    """A random market (prices, depth, base fees, ETH prices, pool fee) of min_blocks..40 blocks, from deep
+    to shallow pools, so that liquidity, balance and gas caps all bind in some cases."""
+    n = draw(st.integers(min_blocks, 40))
     steps = draw(st.lists(st.floats(-0.15, 0.15), min_size=n, max_size=n))
     depth = draw(st.lists(st.floats(0.5, 2.0), min_size=n, max_size=n))
     liquidity = draw(st.sampled_from([5.0, 200.0, 1e5]))
     mid = 50.0 * np.exp(np.cumsum(steps))
     scale = liquidity * np.asarray(depth)
-    market = make_market(scale / np.sqrt(mid), scale * np.sqrt(mid),
-                         draw(st.lists(st.floats(0.0, 500.0), min_size=n, max_size=n)),
-                         draw(st.lists(st.floats(1.0, 5_000.0), min_size=n, max_size=n)),
-                         fee=draw(st.sampled_from([0.003, 0.0005, 0.01])))
+    return n, make_market(scale / np.sqrt(mid), scale * np.sqrt(mid),
+                          draw(st.lists(st.floats(0.0, 500.0), min_size=n, max_size=n)),
+                          draw(st.lists(st.floats(1.0, 5_000.0), min_size=n, max_size=n)),
+                          fee=draw(st.sampled_from([0.003, 0.0005, 0.01])))
+
+
+@st.composite
+def lockstep_cases(draw):
+    """A random market (`draw_market`), stride, latency, config, books and actions."""
+    n, market = draw_market(draw, 6)
     stride = draw(st.sampled_from([1, 1, 2]))
     if n - 2 < stride:
         stride = 1
