@@ -45,10 +45,11 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # results_md, also when this file is imported by the tests
 
 from chainlake.devnet import Devnet  # noqa: E402
 from chainlake.ingest import ingest  # noqa: E402
-from results_md import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
+from results_md import write_section  # noqa: E402
 
 BENCH = ROOT / "bench"
 CRYO_VENV = BENCH / ".cryo-venv"

@@ -56,7 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
-from results_md import RESULTS, write_section  # bench/ is on sys.path when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_md, also when imported
+from results_md import RESULTS, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
