@@ -399,5 +399,35 @@ def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = La
     typer.echo(f"equity chart: {png}")
 
 
+@app.command()
+@user_errors
+def follow(
+    rpc_url: Optional[str] = RpcUrl,
+    confirmations: int = typer.Option(12, min=0, help="Deepest reorg expected; deeper ones stop with an error."),
+    interval: float = typer.Option(2.0, help="Seconds between catch-ups."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many catch-ups (default: until Ctrl-C)."),
+    no_features: bool = typer.Option(False, "--no-features", help="Do not rebuild the feature views each step."),
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+) -> None:
+    """Follow the node's head: ingest and decode each new block, roll back reorged blocks, rebuild features."""
+    from chainlake.catalog import build_catalog
+    from chainlake.follow import follow as run_follow
+
+    url = resolve_rpc_url(rpc_url)
+    catalog_path = catalog_for(lake, catalog)
+
+    def report(step) -> None:
+        typer.echo(step.summary())
+        if step.ingested or step.fork is not None:
+            build_catalog(lake, catalog_path)
+
+    try:
+        run_follow(url, lake, confirmations=confirmations, interval=interval, steps=steps, on_step=report,
+                   features=not no_features)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
 if __name__ == "__main__":
     app()

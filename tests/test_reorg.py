@@ -64,3 +64,44 @@ def read_or_feature(lake, name: str) -> pl.DataFrame:
     if name.startswith("feature_"):
         return pl.read_parquet(state_path(lake, load_registry().get(name)))
     return read_frame(lake, name)
+
+
+def test_follow_catches_up_and_survives_a_reorg(tmp_path):
+    """New blocks are picked up step by step; after a reorg the followed lake equals a fresh ingest."""
+    from chainlake.follow import follow_step
+
+    with Devnet(seed=12, txs_per_block=4) as dn:
+        dn.run(30)
+        lake = tmp_path / "lake"
+        with RpcClient(dn.url) as client:
+            first = follow_step(client, dn.url, lake, confirmations=4, partition_size=50)
+            assert first.ingested == (0, first.head) and "mid_price" in first.features
+            assert follow_step(client, dn.url, lake, confirmations=4, features=False).ingested is None
+            dn.run(5)
+            more = follow_step(client, dn.url, lake, confirmations=4, features=False)
+            assert more.ingested == (first.head + 1, more.head)
+            client.call("anvil_reorg", [3, []])  # the last 3 blocks replaced by empty ones
+            for _ in range(2):
+                client.call("evm_mine")
+            after = follow_step(client, dn.url, lake, confirmations=4)
+            assert after.fork == more.head - 2 and after.rolled_back > 0
+            assert after.ingested == (after.fork, after.head) and after.late_fork is None
+        fresh = tmp_path / "fresh"
+        fill(dn.url, fresh, after.head + 1)
+        for name in TABLES:
+            assert_frame_equal(read_frame(lake, name), read_frame(fresh, name), check_exact=True)
+
+
+def test_cli_follow(chain, tmp_path):
+    from typer.testing import CliRunner
+
+    from chainlake.cli import app
+
+    lake = tmp_path / "lake"
+    out = CliRunner().invoke(app, ["follow", "--rpc-url", chain.url, "--steps", "2", "--interval", "0",
+                                   "--lake", str(lake), "--no-features"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert "ingested 0.." in lines[0] and "up to date" in lines[1]
+    bad = CliRunner().invoke(app, ["follow", "--rpc-url", "http://127.0.0.1:9", "--steps", "1", "--lake", str(lake)])
+    assert bad.exit_code == 2 and bad.output.startswith("error:")
