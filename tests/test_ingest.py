@@ -5,10 +5,13 @@ The node is asked directly (plain httpx, not chainlake's client) for the numbers
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
+import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -641,3 +644,63 @@ def test_bench_proxy_delays_counts_and_forwards():
             assert codes == [200] * 8 and time.perf_counter() - started < 0.5
             stats = proxy.stats()
             assert (stats["requests"], stats["calls"]) == (8, 8) and stats["peak_in_flight"] >= 4
+
+
+def test_a_faulty_node_leaves_the_lake_byte_identical(devnet, tmp_path):
+    """Timeouts, 429, 5xx, truncated and malformed JSON and dropped connections on ~15% of requests: every
+    fault is retried, and the lake's files equal those of a clean run byte for byte."""
+    rng = random.Random(5)
+    faults = collections.Counter()
+
+    def fault(calls):
+        if rng.random() >= 0.15:
+            return None
+        kind = rng.choice(["timeout", "429", "503", "truncated", "malformed", "drop"])
+        faults[kind] += 1
+        if kind == "timeout":
+            time.sleep(1.2)  # beyond the client's 1 s timeout
+            return None
+        if kind == "drop":
+            raise ConnectionAbortedError("fault: connection dropped")  # the server closes the socket unanswered
+        return {"429": (429, b"slow down"), "503": (503, b"unavailable"),
+                "truncated": (200, b'{"jsonrpc":"2.0","id":1,"res'), "malformed": (200, b"<html>bad gateway</html>")}[kind]
+
+    clean, faulty = tmp_path / "clean", tmp_path / "faulty"
+    blocks = f"{devnet.first_block}:{devnet.first_block + 60}"
+    ingest(devnet.url, blocks, RAW, clean, partition_size=20)
+    with NodeProxy(devnet.url, fault) as proxy:
+        ingest(proxy.url, blocks, RAW, faulty, partition_size=20, timeout=1.0, max_retries=8)
+    assert sum(faults.values()) >= 5 and len(faults) >= 4, faults
+    for name in RAW:
+        ours, theirs = partition_files(faulty, name), partition_files(clean, name)
+        assert list(ours) == list(theirs)
+        assert all(ours[k].read_bytes() == theirs[k].read_bytes() for k in ours), name
+
+
+def test_kill_9_mid_ingest_leaves_whole_files_and_the_rerun_the_same_rows(devnet, tmp_path):
+    """SIGKILL while partitions are being written: every data file present is whole (equal to a clean run's),
+    leftovers are only hidden temp files no reader sees, and re-running gives byte-identical files."""
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    blocks = f"0:{devnet.last_block + 1}"
+    ingest(devnet.url, blocks, ["blocks", "logs"], clean, partition_size=5)
+    script = ("import sys; from chainlake.ingest import ingest; "
+              "ingest(sys.argv[1], sys.argv[2], ['blocks', 'logs'], sys.argv[3], partition_size=5, max_concurrency=1)")
+    with NodeProxy(devnet.url, lambda calls: time.sleep(0.01)) as proxy:  # slow enough to be caught mid-way
+        child = subprocess.Popen([sys.executable, "-c", script, proxy.url, blocks, str(killed)])
+        deadline = time.monotonic() + 30
+        while len(partition_files(killed, "logs")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert len(partition_files(killed, "logs")) < len(partition_files(clean, "logs"))  # killed part-way
+    for name in ("blocks", "logs"):
+        written = partition_files(killed, name)
+        assert written
+        for key, path in written.items():
+            assert path.read_bytes() == partition_files(clean, name)[key].read_bytes()
+    visible = [p for p in killed.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts)]
+    assert all(p.name == "data.parquet" for p in visible)
+    ingest(devnet.url, blocks, ["blocks", "logs"], killed, partition_size=5)
+    for name in ("blocks", "logs"):
+        ours, theirs = partition_files(killed, name), partition_files(clean, name)
+        assert list(ours) == list(theirs) and all(ours[k].read_bytes() == theirs[k].read_bytes() for k in ours)
