@@ -8,6 +8,9 @@ One `follow_step`:
 3. checks the fork again: a reorg that happened *during* the step is rolled back at once (the next step
    re-ingests), so the lake never keeps rows of a chain the node has left.
 
+`follow` repeats it, and polls the txpool between steps (`mempool_observations`, then the `mempool`
+table rebuilt against the chain each step).
+
 `confirmations` is how deep a reorg may be: `find_fork` compares that many blocks plus a margin, and refuses
 (one clear error) if every compared block changed. Blocks deeper than that are final: no reorg touches them.
 """
@@ -25,7 +28,7 @@ from chainlake.decode import decode
 from chainlake.features import build_features
 from chainlake.ingest import ingest
 from chainlake.ingest.lake import scan_dataset
-from chainlake.ingest.mempool import build_mempool
+from chainlake.ingest.mempool import MempoolRecorder, build_mempool
 from chainlake.ingest.reorg import find_fork, rollback
 from chainlake.rpc import RpcClient
 
@@ -87,15 +90,40 @@ def follow_step(client: RpcClient, url: str, lake_dir: str | Path, *, confirmati
 
 
 def follow(url: str, lake_dir: str | Path, *, confirmations: int = 12, interval: float = 2.0,
-           steps: int | None = None, on_step: Callable[[FollowStep], None] | None = None, **options) -> list[FollowStep]:
-    """`follow_step` every `interval` seconds, `steps` times (None: until interrupted)."""
+           steps: int | None = None, on_step: Callable[[FollowStep], None] | None = None,
+           mempool_interval: float | None = 0.5, **options) -> list[FollowStep]:
+    """`follow_step` every `interval` seconds, `steps` times (None: until interrupted).
+
+    Between steps the txpool is polled every `mempool_interval` seconds (when the node serves
+    `txpool_content`; None: never); each step writes what was seen as one observation window before it
+    rebuilds the mempool table.
+    """
     done: list[FollowStep] = []
+    lake = Path(lake_dir)
     with RpcClient(url) as client:
+        recorder = MempoolRecorder(lake) if mempool_interval and client.supports("txpool_content") else None
         while steps is None or len(done) < steps:
-            step = follow_step(client, url, lake_dir, confirmations=confirmations, **options)
+            observed = recorder is not None and recorder.flush() is not None
+            step = follow_step(client, url, lake, confirmations=confirmations, **options)
+            if observed and not (step.ingested or step.fork is not None):  # else the step rebuilt it already
+                build_mempool(lake)
             done.append(step)
             if on_step is not None:
                 on_step(step)
             if steps is None or len(done) < steps:
-                time.sleep(interval)
+                wait(client, recorder, interval, mempool_interval or interval)
+        if recorder is not None and recorder.flush() is not None:
+            build_mempool(lake)
     return done
+
+
+def wait(client: RpcClient, recorder: MempoolRecorder | None, seconds: float, poll: float) -> None:
+    """Sleep `seconds`, polling the txpool every `poll` seconds meanwhile when recording."""
+    end = time.monotonic() + seconds
+    while True:
+        if recorder is not None:
+            recorder.observe(client.call("txpool_content"), client.block_number())
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(poll, left))

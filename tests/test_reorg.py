@@ -105,3 +105,23 @@ def test_cli_follow(chain, tmp_path):
     assert "ingested 0.." in lines[0] and "up to date" in lines[1]
     bad = CliRunner().invoke(app, ["follow", "--rpc-url", "http://127.0.0.1:9", "--steps", "1", "--lake", str(lake)])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
+
+
+def test_follow_polls_the_mempool_between_steps(tmp_path):
+    """Transactions waiting in the txpool while the follower waits are recorded and land in the mempool table."""
+    from chainlake.devnet import Anvil
+    from chainlake.follow import follow
+
+    with Anvil() as node, RpcClient(node.url) as client:  # manual mining: sent transactions stay pending
+        for _ in range(3):
+            client.call("evm_mine")
+        sender = client.call("eth_accounts")[0]
+        hashes = [client.call("eth_sendTransaction", [{"from": sender, "to": sender, "value": hex(i + 1),
+                                                       "nonce": hex(i)}]).lower() for i in range(2)]
+        lake = tmp_path / "lake"
+        follow(node.url, lake, confirmations=2, interval=0.2, steps=2, mempool_interval=0.05, features=False)
+    mempool = pl.read_parquet(lake / "mempool" / "data.parquet")
+    seen = mempool.filter(pl.col("transaction_hash").is_in(hashes))
+    assert sorted(seen.get_column("transaction_hash")) == sorted(hashes)
+    assert set(seen.get_column("status")) == {"pending"} and set(seen.get_column("first_seen_head")) == {3}
+    assert seen.get_column("sightings").min() >= 2  # polled repeatedly while the follower waited
