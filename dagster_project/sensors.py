@@ -94,3 +94,25 @@ def new_blocks_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeSto
         return dg.SkipReason(f"lake head {head}, policies trained on data to {trained}: "
                              f"{head - trained} < {agent.min_new_blocks} new blocks")
     return dg.RunRequest(run_key=f"head-{head}")
+
+
+follow_job = dg.define_asset_job(
+    "follow_job", selection=dg.AssetSelection.assets("chain_head"), executor_def=dg.in_process_executor,
+    description="Catch the lake up with the head (reorgs rolled back), then rebuild the features.",
+)
+
+
+@dg.sensor(job=follow_job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.STOPPED)
+def head_follow_sensor(context: dg.SensorEvaluationContext, chain: ChainNode,
+                       lake: LakeStore) -> dg.RunRequest | dg.SkipReason:
+    """Request a `chain_head` run when the node's head is past the lake's newest block, or has a new hash there."""
+    from chainlake.follow import lake_head
+
+    with RpcClient(chain.url(), **chain.client_options()) as client:
+        head = client.block_number()
+        newest = client.call("eth_getBlockByNumber", [hex(head), False])["hash"].lower()
+    ours = lake_head(lake.lake)
+    if ours is not None and ours >= head and context.cursor == newest:
+        return dg.SkipReason(f"lake at {ours}, node head {head}: nothing new")
+    context.update_cursor(newest)
+    return dg.RunRequest(run_key=f"{head}-{newest}")

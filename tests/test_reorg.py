@@ -125,3 +125,36 @@ def test_follow_polls_the_mempool_between_steps(tmp_path):
     assert sorted(seen.get_column("transaction_hash")) == sorted(hashes)
     assert set(seen.get_column("status")) == {"pending"} and set(seen.get_column("first_seen_head")) == {3}
     assert seen.get_column("sightings").min() >= 2  # polled repeatedly while the follower waited
+
+
+def test_dagster_follow_sensor_and_asset(tmp_path):
+    """The sensor asks for a run while the head is ahead or changed; the asset catches the lake up."""
+    import dagster as dg
+
+    from chainlake.follow import lake_head
+    from dagster_project.definitions import defs
+    from dagster_project.resources import ChainNode, LakeStore
+    from dagster_project.sensors import head_follow_sensor
+
+    with Devnet(seed=14, txs_per_block=3) as dn:
+        dn.run(8)
+        resources = {"chain": ChainNode(rpc_url=dn.url),
+                     "lake": LakeStore(lake_dir=str(tmp_path / "lake"), catalog_path=str(tmp_path / "c.duckdb"),
+                                       partition_size=50)}
+        context = dg.build_sensor_context(resources=resources)
+        assert isinstance(head_follow_sensor(context), dg.RunRequest)  # empty lake
+        result = defs.resolve_job_def("follow_job").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"resources": {"chain": {"config": {"rpc_url": dn.url}},
+                                      "lake": {"config": {"lake_dir": str(tmp_path / "lake"),
+                                                          "catalog_path": str(tmp_path / "c.duckdb"),
+                                                          "partition_size": 50}}},
+                        "ops": {"chain_head": {"config": {"confirmations": 4, "features": False}}}})
+        assert result.success
+        with RpcClient(dn.url) as client:
+            assert lake_head(tmp_path / "lake") == client.block_number()
+            context = dg.build_sensor_context(resources=resources, cursor=context.cursor)
+            assert isinstance(head_follow_sensor(context), dg.SkipReason)  # caught up
+            client.call("anvil_reorg", [2, []])  # same height, new hash at the head
+        context = dg.build_sensor_context(resources=resources, cursor=context.cursor)
+        assert isinstance(head_follow_sensor(context), dg.RunRequest)
