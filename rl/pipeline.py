@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +217,7 @@ def fold_results(episode: Episode, config: AgentConfig, env_config: EnvConfig) -
     tables = []
     for name, kind, split in folds:
         try:
-            learned, _ = train_policies(episode, split, env_config, replace(config.learn))
+            learned, _ = train_policies(episode, split, env_config, config.learn)
         except ConfigError as exc:  # a fold too short to learn from is left out, not fatal
             log.warning("fold %s skipped: %s", name, exc)
             continue

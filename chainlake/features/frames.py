@@ -71,7 +71,7 @@ def built_through(lake_dir: str | Path, view: FeatureView) -> int | None:
     return pl.scan_parquet(path).select(pl.col(view.event_time).max()).collect().item()
 
 
-def check_entities(entities: pl.DataFrame, view: FeatureView, as_of: str) -> None:
+def check_entities(entities: pl.DataFrame, view: FeatureView) -> None:
     if view.entity not in entities.columns:
         raise ConfigError(f"{view.where()} is keyed by {view.entity!r}, but the entity frame has no such column "
                           f"(columns: {', '.join(entities.columns)})")
@@ -98,7 +98,7 @@ def training_frame(entities: pl.DataFrame, features: Sequence[str], *, lake_dir:
                           f"not {entities.schema[as_of]}")
     views = [registry.get(name) for name in wanted]
     for view in views:
-        check_entities(entities, view, as_of)
+        check_entities(entities, view)
     left = entities.with_columns(pl.col(as_of).cast(pl.Int64))
     if not left.get_column(as_of).is_sorted():
         left = left.sort(as_of, maintain_order=True)
