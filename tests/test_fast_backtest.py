@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_rl_env import draw_market, make_episode, make_market, random_episode
+from test_rl_env import draw_book_settings, draw_market, make_episode, make_market, random_episode
 
 from chainlake.errors import ConfigError
 from rl import fast_backtest as fb
@@ -196,18 +196,7 @@ def cases(draw):
         stride, ep = 1, make_episode(market, 1)
         usable = int(np.sum(ep.index + 1 <= n - 1))
     signals = np.asarray(draw(st.lists(st.integers(0, 2), min_size=len(ep), max_size=len(ep))), dtype=np.int64)
-    initial_quote = draw(st.sampled_from([0.0, 1.0, 100.0, 5_000.0, 1e6]))
-    initial_base = draw(st.sampled_from([0.0, 0.5, 20.0])) if initial_quote > 0 else draw(st.sampled_from([0.5, 20.0]))
-    config = EnvConfig(
-        initial_quote=initial_quote, initial_base=initial_base,
-        trade_size=draw(st.one_of(st.none(), st.floats(0.01, 50.0))), trade_fraction=draw(st.floats(0.05, 1.0)),
-        max_position=draw(st.one_of(st.none(), st.floats(0.0, 100.0))),
-        max_position_fraction=draw(st.floats(0.0, 2.0)),
-        execution=ExecutionConfig(latency_blocks=draw(st.integers(0, stride)),
-                                  gas_units=draw(st.sampled_from([0, 21_000, 120_000, 10_000_000])),
-                                  priority_fee_gwei=draw(st.sampled_from([0.0, 1.0, 50.0])),
-                                  max_reserve_fraction=draw(st.sampled_from([0.001, 0.05, 0.5])),
-                                  charge_fees=draw(st.booleans())))
+    config = EnvConfig(**draw_book_settings(draw, stride))
     start = draw(st.integers(0, usable - 1))
     stop = draw(st.one_of(st.none(), st.integers(start + 1, usable + 2)))
     return ep, signals, config, start, stop

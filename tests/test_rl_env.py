@@ -561,6 +561,23 @@ def draw_market(draw, min_blocks: int):
                           fee=draw(st.sampled_from([0.003, 0.0005, 0.01])))
 
 
+def draw_book_settings(draw, stride: int) -> dict:
+    """Random capital, sizes, limits and execution costs (EnvConfig keywords), from none to plenty, so that
+    the balance, position, liquidity and gas caps all bind in some cases."""
+    initial_quote = draw(st.sampled_from([0.0, 1.0, 100.0, 5_000.0, 1e6]))
+    initial_base = draw(st.sampled_from([0.0, 0.5, 20.0])) if initial_quote > 0 else draw(st.sampled_from([0.5, 20.0]))
+    return dict(
+        initial_quote=initial_quote, initial_base=initial_base,
+        trade_size=draw(st.one_of(st.none(), st.floats(0.01, 50.0))), trade_fraction=draw(st.floats(0.05, 1.0)),
+        max_position=draw(st.one_of(st.none(), st.floats(0.0, 100.0))),
+        max_position_fraction=draw(st.floats(0.0, 2.0)),
+        execution=ExecutionConfig(latency_blocks=draw(st.integers(0, stride)),
+                                  gas_units=draw(st.sampled_from([0, 21_000, 120_000, 10_000_000])),
+                                  priority_fee_gwei=draw(st.sampled_from([0.0, 1.0, 50.0])),
+                                  max_reserve_fraction=draw(st.sampled_from([0.001, 0.05, 0.5])),
+                                  charge_fees=draw(st.booleans())))
+
+
 @st.composite
 def lockstep_cases(draw):
     """A random market (`draw_market`), stride, latency, config, books and actions."""
@@ -572,19 +589,8 @@ def lockstep_cases(draw):
     features = np.asarray(draw(st.lists(st.floats(-5, 5) | st.just(float("nan")),
                                         min_size=rows * 2, max_size=rows * 2))).reshape(rows, 2)
     ep = make_episode(market, stride, features)
-    initial_quote = draw(st.sampled_from([0.0, 1.0, 100.0, 5_000.0, 1e6]))
-    initial_base = draw(st.sampled_from([0.0, 0.5, 20.0])) if initial_quote > 0 else draw(st.sampled_from([0.5, 20.0]))
-    config = EnvConfig(
-        initial_quote=initial_quote, initial_base=initial_base,
-        trade_size=draw(st.one_of(st.none(), st.floats(0.01, 50.0))), trade_fraction=draw(st.floats(0.05, 1.0)),
-        max_position=draw(st.one_of(st.none(), st.floats(0.0, 100.0))),
-        max_position_fraction=draw(st.floats(0.0, 2.0)), reward_scale=draw(st.sampled_from([1.0, 0.01])),
-        episode_length=draw(st.one_of(st.none(), st.integers(1, 6))), random_start=draw(st.booleans()),
-        execution=ExecutionConfig(latency_blocks=draw(st.integers(0, stride)),
-                                  gas_units=draw(st.sampled_from([0, 21_000, 120_000, 10_000_000])),
-                                  priority_fee_gwei=draw(st.sampled_from([0.0, 1.0, 50.0])),
-                                  max_reserve_fraction=draw(st.sampled_from([0.001, 0.05, 0.5])),
-                                  charge_fees=draw(st.booleans())))
+    config = EnvConfig(**draw_book_settings(draw, stride), reward_scale=draw(st.sampled_from([1.0, 0.01])),
+                       episode_length=draw(st.one_of(st.none(), st.integers(1, 6))), random_start=draw(st.booleans()))
     num_envs = draw(st.integers(1, 5))
     n_steps = draw(st.integers(1, 25))
     actions = np.asarray(draw(st.lists(st.integers(0, 2), min_size=n_steps * num_envs,

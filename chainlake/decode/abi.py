@@ -205,11 +205,6 @@ def int256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
     return frame
 
 
-def topic_address(column: str) -> pl.Expr:
-    """The address held in an indexed-address topic (last 20 bytes), lowercase."""
-    return (pl.lit("0x") + pl.col(column).str.slice(26, 40).str.to_lowercase())
-
-
 # -- UniswapV2Router02 swap functions (calldata of pending or included txs) -------------------------------------
 @dataclass(frozen=True)
 class RouterSwap:
