@@ -74,6 +74,7 @@ from rl.market import PoolMarket
 
 ACTION_MODES = ("discrete", "fraction", "limit")
 SELL, HOLD, BUY = 0, 1, 2
+BOOK_KEYS = ("quote", "base", "quote_gross", "trade_size", "max_position")
 INFO_KEYS = ("decision_block", "mark_block", "exec_block", "exec_mid", "base_delta", "quote_delta", "fee",
              "gas", "slippage", "traded", "value", "value_gross", "position", "cash", "order_pending")
 
@@ -399,15 +400,20 @@ class VectorTradingEnv(VectorEnv):
         self._feat_cap[mask] = row0 + book.n_rows[ep] - 1
         self._mark[mask] = mark
         self._steps[mask] = 0
-        self._quote[mask] = cfg.initial_quote
-        self._quote_gross[mask] = cfg.initial_quote
-        self._base[mask] = cfg.initial_base
-        value = cfg.initial_quote + cfg.initial_base * mid
-        self._value[mask] = value
-        self._value_gross[mask] = value
-        self._trade_size[mask] = cfg.trade_size if cfg.trade_size is not None else cfg.trade_fraction * value / mid
-        self._max_pos[mask] = (cfg.max_position if cfg.max_position is not None
-                               else cfg.max_position_fraction * value / mid)
+        resume = options.get("book")
+        if resume is not None:
+            self._resume(mask, mid, resume)
+        else:
+            self._quote[mask] = cfg.initial_quote
+            self._quote_gross[mask] = cfg.initial_quote
+            self._base[mask] = cfg.initial_base
+            value = cfg.initial_quote + cfg.initial_base * mid
+            self._value[mask] = value
+            self._value_gross[mask] = value
+            self._trade_size[mask] = (cfg.trade_size if cfg.trade_size is not None
+                                      else cfg.trade_fraction * value / mid)
+            self._max_pos[mask] = (cfg.max_position if cfg.max_position is not None
+                                   else cfg.max_position_fraction * value / mid)
         self._o_qty[mask] = 0.0
         self._o_price[mask] = 0.0
         self._o_next[mask] = 0
@@ -415,6 +421,29 @@ class VectorTradingEnv(VectorEnv):
         self._terminated[mask] = False
         self._truncated[mask] = False
         self._n_done = int(np.count_nonzero(self._terminated | self._truncated))
+
+    def _resume(self, mask: np.ndarray, mid: np.ndarray, book: dict) -> None:
+        """Start from a book saved by `book_state` (paper trading steps one decision at a time): the values
+        are marked at the start's known mid with the step's own formula, so a resumed run is bit-for-bit the
+        run that never stopped."""
+        missing = [k for k in BOOK_KEYS if k not in book]
+        if missing:
+            raise ConfigError(f"reset option 'book' lacks {missing}")
+        if self.config.action_mode == "limit":
+            raise ConfigError("resuming a book is not supported in 'limit' mode (pending orders are not saved)")
+        def col(key):
+            return np.broadcast_to(np.asarray(book[key], dtype=np.float64), (self.num_envs,))[mask]
+        quote, base, quote_gross = col("quote"), col("base"), col("quote_gross")
+        self._quote[mask], self._base[mask], self._quote_gross[mask] = quote, base, quote_gross
+        self._value[mask] = quote + base * mid
+        self._value_gross[mask] = quote_gross + base * mid
+        self._trade_size[mask], self._max_pos[mask] = col("trade_size"), col("max_position")
+
+    def book_state(self, i: int = 0) -> dict:
+        """Book i as plain floats, for `reset(options={"book": ...})`."""
+        return {"quote": float(self._quote[i]), "base": float(self._base[i]),
+                "quote_gross": float(self._quote_gross[i]), "trade_size": float(self._trade_size[i]),
+                "max_position": float(self._max_pos[i])}
 
     def _obs(self) -> np.ndarray:
         book = self._book
@@ -441,7 +470,8 @@ class VectorTradingEnv(VectorEnv):
 
     # ---------------------------------------------------------------- gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """options: "start" / "stop" = decision rows (per episode, int or [N]) to run from / to (exclusive)."""
+        """options: "start" / "stop" = decision rows (per episode, int or [N]) to run from / to (exclusive);
+        "book" = a book saved by `book_state` to continue from (else a fresh book from the config)."""
         if seed is not None or self._np_random is None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._reset_envs(np.ones(self.num_envs, dtype=bool), self._np_random, options)
@@ -599,11 +629,15 @@ class TradingEnv(gymnasium.Env):
         return self._vec.market
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """options: "start" / "stop" = the decision rows to run from / to (exclusive)."""
+        """options: "start" / "stop" = the decision rows to run from / to (exclusive); "book" = a saved
+        `book_state()` to continue from."""
         super().reset(seed=seed)
         self._vec._reset_envs(np.ones(1, dtype=bool), self.np_random, options)
         self._vec._started = True
         return self._vec._obs()[0], _first(self._vec._reset_info())
+
+    def book_state(self) -> dict:
+        return self._vec.book_state(0)
 
     def step(self, action):
         if self._vec.done[0]:
