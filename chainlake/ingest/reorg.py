@@ -6,24 +6,61 @@ matches. `rollback` then removes every row of those blocks and later from every 
 (raw and decoded: partitions entirely past the fork are deleted, the one it falls in is rewritten
 atomically under its lock) and from the block-keyed derived tables (feature state tables, the training
 frame), so no orphan row survives; re-ingesting from the fork restores the canonical chain.
+
+Finality: a lake kept at the head by `chainlake follow` records in `_follow.json` (`FollowState`) the
+block through which every followed dataset is complete (`head`) and its final watermark (`finalized` =
+head - confirmations, never decreasing). `rollback` refuses a fork at or below the watermark with one
+error before touching a file: a reorg deeper than the confirmation depth is an incident, not routine.
+State tables (balances, pool reserves, feature states) hold "the value is the last row at or before
+block X"; cutting rows >= fork keeps every answer for X < fork and leaves no value from the orphaned
+blocks, and the re-ingest from the fork writes its anchor rows there (dropped again where unchanged).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from chainlake.errors import NodeError
+from chainlake.errors import ConfigError, NodeError
 from chainlake.ingest.lake import (
-    PARTITION_DIR, partition_lock, partition_range, scan_dataset, write_parquet_atomic,
+    PARTITION_DIR, _atomic_write_bytes, partition_lock, partition_range, scan_dataset, write_parquet_atomic,
 )
 from chainlake.rpc import RpcClient
 
 DERIVED_PREFIXES = ("feature_",)
 DERIVED_TABLES = ("training_frame",)
+FOLLOW_FILE = "_follow.json"
+
+
+@dataclass(frozen=True)
+class FollowState:
+    """What `chainlake follow` wrote: every followed dataset is complete through `head`; blocks up to
+    `finalized` are final (no rollback reaches them)."""
+
+    head: int
+    finalized: int
+    confirmations: int
+
+
+def read_follow_state(lake_dir: str | Path) -> FollowState | None:
+    """The lake's follow state, or None when it was never followed."""
+    path = Path(lake_dir) / FOLLOW_FILE
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        return FollowState(int(doc["head"]), int(doc["finalized"]), int(doc["confirmations"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a valid follow state: {exc}") from None
+
+
+def write_follow_state(lake_dir: str | Path, state: FollowState) -> None:
+    """Replace `_follow.json` atomically (readers see the old state or the new one)."""
+    _atomic_write_bytes(Path(lake_dir) / FOLLOW_FILE, (json.dumps(asdict(state), indent=2) + "\n").encode())
 
 
 def node_hashes(client: RpcClient, numbers: list[int]) -> dict[int, str | None]:
@@ -65,8 +102,20 @@ class Rollback:
 
 
 def rollback(lake_dir: str | Path, fork: int) -> Rollback:
-    """Remove every row of blocks >= `fork` from the block-partitioned and block-keyed derived tables."""
+    """Remove every row of blocks >= `fork` from the block-partitioned and block-keyed derived tables.
+
+    Refuses (before writing anything) a fork at or below the follow state's final watermark. The state's
+    head moves back to fork - 1 *before* any file is cut: a crash half-way leaves orphan rows that the
+    next `find_fork` sees again, never a head that claims blocks the lake lost.
+    """
     lake_dir = Path(lake_dir)
+    state = read_follow_state(lake_dir)
+    if state is not None and fork <= state.finalized:
+        raise NodeError(f"reorg from block {fork} reaches final block {state.finalized} (followed with "
+                        f"{state.confirmations} confirmations): the lake is left as is; re-ingest that range "
+                        f"or delete {lake_dir / FOLLOW_FILE} to allow the rollback")
+    if state is not None and state.head >= fork:
+        write_follow_state(lake_dir, replace(state, head=fork - 1))
     removed: dict[str, int] = {}
     for folder in sorted(p for p in lake_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         partitions = sorted(folder.glob(f"{PARTITION_DIR}=*/*.parquet"))

@@ -379,7 +379,9 @@ def _collect(ctx: Context, blocks: BlockRange, derive: bool) -> pl.DataFrame:
     ends = sorted({blocks.first, blocks.last if derive else blocks.first})
     ends = pairs.join(pl.DataFrame({"block_number": ends}, schema={"block_number": pl.Int64}), how="cross")
     seen, known = in_parallel(lambda: gather(ctx, blocks), lambda: read_raw(ctx, ends))
-    anchors, candidates = known.filter(pl.col("block_number") == blocks.first), _candidates(ctx, blocks, seen)
+    anchors = known.filter(pl.col("block_number") == blocks.first)
+    candidates = pl.concat([_candidates(ctx, blocks, seen), deploy_candidates(ctx, blocks, anchors)]).unique()
+    candidates = candidates.sort("address", "token", "block_number")
     derived, good = derive_rows(ctx, blocks, seen, known, candidates) if derive else (anchors.clear(), set())
     exact = read_raw(ctx, _only(candidates, pairs.join(_frame(good), on=["address", "token"], how="anti")))
     rows = pl.concat([anchors, derived, exact])
@@ -447,6 +449,37 @@ def _candidates(ctx: Context, blocks: BlockRange, seen: Evidence) -> pl.DataFram
     return keys.filter(pl.col("block_number") > blocks.first).unique().sort("address", "token", "block_number")
 
 
+def deploy_candidates(ctx: Context, blocks: BlockRange, anchors: pl.DataFrame) -> pl.DataFrame:
+    """(deploy block, address, token) for the pairs of a token without code at the first block that gets
+    its code in the range: balanceOf turns from null to a value there, with no log naming the holder.
+
+    Without it the row would depend on where an ingest starts (an anchor after the deployment has the
+    value, one before it has null until the next candidate), so a re-ingest from a reorg's fork, or a
+    follower's one-block steps, would differ from a fresh ingest. Costs nothing when every anchor has a
+    value; else two eth_getCode per such token, and a binary search over the range when it is deployed.
+    """
+    nulls = anchors.filter(pl.col("raw").is_null() & (pl.col("token") != NATIVE_TOKEN))
+    found = [(_deploy_block(ctx, token, blocks), token) for token in sorted(set(nulls.get_column("token")))]
+    deployed = pl.DataFrame([f for f in found if f[0] is not None], orient="row",
+                            schema={"block_number": pl.Int64, "token": pl.String})
+    return nulls.select("address", "token").join(deployed, on="token").select("block_number", "address", "token")
+
+
+def _deploy_block(ctx: Context, token: str, blocks: BlockRange) -> int | None:
+    """The first block after `blocks.first` at whose end `token` has code (None: none in the range, or it
+    had code already, i.e. it is not a not-yet-deployed token)."""
+    def has_code(block: int) -> bool:
+        return len(ctx.client.call("eth_getCode", [token, hex(block)]) or "0x") > 2
+
+    if blocks.last == blocks.first or has_code(blocks.first) or not has_code(blocks.last):
+        return None
+    low, high = blocks.first, blocks.last  # no code at low, code at high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if has_code(middle) else (middle, high)
+    return high
+
+
 def _pairs(ctx: Context) -> pl.DataFrame:
     tokens = [NATIVE_TOKEN, *ctx.tokens]
     return pl.DataFrame({"address": list(ctx.addresses)}).join(pl.DataFrame({"token": tokens}), how="cross")
@@ -469,7 +502,7 @@ def replace(ctx: Context, blocks: BlockRange) -> pl.Expr:
 
 DATASET = Dataset(
     name="balances", schema=BALANCES, keys=("block_number", "address", "token"),
-    needs={"balance": ("eth_getBalance",), "call": ("eth_call",), "logs": ("eth_getLogs",),
+    needs={"balance": ("eth_getBalance",), "call": ("eth_call",), "code": ("eth_getCode",), "logs": ("eth_getLogs",),
              "blocks": ("eth_getBlockByNumber",)},
     optional={"traces": ("trace_block",), "receipts": ("eth_getBlockReceipts",)},
     collect=collect, replace=replace, normalize=normalize,
