@@ -407,15 +407,25 @@ def follow(
     interval: float = typer.Option(2.0, help="Seconds between catch-ups."),
     steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many catch-ups (default: until Ctrl-C)."),
     no_features: bool = typer.Option(False, "--no-features", help="Do not rebuild the feature views each step."),
+    datasets: str = typer.Option("blocks,transactions,logs,traces,balances", "--datasets",
+                                 help="Comma-separated raw datasets to follow (must include blocks)."),
+    addresses: Optional[str] = typer.Option(None, help="balances: comma-separated addresses to track "
+                                                       "(default on the devnet: its pools and agents)."),
+    tokens: Optional[str] = typer.Option(None, help="balances: comma-separated ERC-20 tokens "
+                                                    "(default on the devnet: its tokens)."),
     lake: Path = Lake,
     catalog: Optional[Path] = Catalog,
 ) -> None:
-    """Follow the node's head: ingest and decode each new block, roll back reorged blocks, rebuild features."""
+    """Follow the node's head: ingest and decode each new block, roll back reorged blocks, rebuild features.
+
+    Blocks more than --confirmations below the head are final (recorded in LAKE/_follow.json); a reorg
+    reaching them stops with an error and leaves the lake as it is."""
     from chainlake.catalog import build_catalog
     from chainlake.follow import follow as run_follow
 
     url = resolve_rpc_url(rpc_url)
     catalog_path = catalog_for(lake, catalog)
+    watch_addresses, watch_tokens = default_tracked(split_list(addresses), split_list(tokens), url)
 
     def report(step) -> None:
         typer.echo(step.summary())
@@ -424,7 +434,8 @@ def follow(
 
     try:
         run_follow(url, lake, confirmations=confirmations, interval=interval, steps=steps, on_step=report,
-                   features=not no_features)
+                   features=not no_features, datasets=split_list(datasets), addresses=watch_addresses,
+                   tokens=watch_tokens)
     except KeyboardInterrupt:
         typer.echo("stopped")
 
