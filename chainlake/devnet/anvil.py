@@ -69,6 +69,7 @@ class Anvil:
     mining: str = "manual"
     genesis_timestamp: int | None = 1_700_000_000
     gas_limit: int = 60_000_000
+    chain_id: int = DEVNET_CHAIN_ID  # another id makes a node that live trading must refuse without a flag
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     log_path: Path | None = field(default=None, init=False)
@@ -85,7 +86,7 @@ class Anvil:
             "--accounts", str(self.accounts),
             "--balance", str(self.balance_eth),
             "--mnemonic", DEVNET_MNEMONIC,
-            "--chain-id", str(DEVNET_CHAIN_ID),
+            "--chain-id", str(self.chain_id),
             "--gas-limit", str(self.gas_limit),
         ]
         if self.genesis_timestamp is not None:

@@ -1,0 +1,679 @@
+"""Live trading on a Uniswap-V2-style DEX: a stored policy signs and sends real swaps, block by block.
+
+Per new head h (`LiveTrader.step`):
+1. the lake catches up with the node (`chainlake.follow.follow_step`), so the policy sees block h;
+2. every transaction in flight is followed: mined (fills read from the receipt's Transfer logs, gas from
+   gasUsed x effectiveGasPrice), reverted, replaced (our nonce was mined under another hash: that
+   transaction's effects are booked instead) or dropped (gone from the pool and not mined
+   `drop_after_blocks` after sending: the nonce is resynced);
+3. the ledger's book (base, quote, ETH) is reconciled with on-chain balances at block h; any difference is
+   logged, shown, and written into the rows resolved at that block;
+4. the policy decides for h + 1 (`rl.trader.PolicyRunner`), the order is sized as the env sizes it
+   (`order_quantity`), quoted on chain (the router's getAmountsIn/Out at block h), risk-checked
+   (`rl.risk.check`), built as a router swap with an amount bound from the slippage limit and a deadline,
+   signed (`rl.wallet.Wallet`) and sent, or printed in dry-run mode.
+
+At most one swap is in flight: while one is, new decisions are recorded as `blocked:in_flight` (an order
+that could not land at its decision block has no business being stacked behind another).
+
+Every order is one row of `LAKE/live_ledger/<run_id>.parquet` (catalog view `live_ledger`), rewritten
+atomically whenever a row changes; the run's settings are in `<run_id>.meta.json` beside it. The key never
+reaches either, nor a log line, nor an error: only the wallet's address does.
+
+Refusals, before anything is sent: a chain id other than the devnet's (31337) unless `allow_chain_id` names
+it, a router that does not trade the policy's pool, no ETH for gas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from chainlake.devnet.anvil import DEVNET_CHAIN_ID
+from chainlake.devnet.rpc import Rpc, RpcError, decode_result, encode_call, event_topic
+from chainlake.errors import ConfigError, NodeError
+from chainlake.ingest.lake import write_parquet_atomic
+from rl.env import BUY, SELL
+from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
+from rl.trader import order_quantity, order_sizes
+from rl.wallet import Wallet
+
+log = logging.getLogger(__name__)
+
+GWEI = 10**9
+MAX_UINT = 2**256 - 1
+SWAP_EXACT_IN = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
+SWAP_EXACT_OUT = "swapTokensForExactTokens(uint256,uint256,address[],address,uint256)"
+TRANSFER = event_topic("Transfer(address,address,uint256)")
+DEPOSIT = event_topic("Deposit(address,uint256)")
+WITHDRAWAL = event_topic("Withdrawal(address,uint256)")
+LEDGER = "live_ledger"
+FOLLOW_DATASETS = ("blocks", "transactions", "logs")
+ACTIONS = {SELL: "sell", 1: "hold", BUY: "buy"}
+
+LEDGER_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("policy", pa.string()), ("version", pa.string()), ("pool", pa.string()),
+    ("address", pa.string()), ("kind", pa.string()), ("decision_block", pa.int64()), ("action", pa.string()),
+    ("status", pa.string()), ("tx_hash", pa.string()), ("replaced_by", pa.string()), ("nonce", pa.int64()),
+    ("sent_block", pa.int64()), ("mined_block", pa.int64()), ("intended_base", pa.float64()),
+    ("intended_quote", pa.float64()), ("limit_quote", pa.float64()), ("actual_base", pa.float64()),
+    ("actual_quote", pa.float64()), ("gas_eth", pa.float64()), ("position", pa.float64()), ("cash", pa.float64()),
+    ("equity", pa.float64()), ("recon_base", pa.float64()), ("recon_quote", pa.float64()),
+    ("recon_eth", pa.float64()), ("error", pa.string()), ("updated_ms", pa.int64()),
+])
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How the trader sends: everything besides the policy, the key and the node."""
+
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    dry_run: bool = False
+    allow_chain_id: int | None = None  # the one non-devnet chain id the user confirmed
+    deadline_seconds: int = 120  # swap deadline after the latest block's timestamp
+    drop_after_blocks: int = 3  # a tx gone from the pool and unmined this many blocks after sending is dropped
+    gas_limit: int = 300_000
+    priority_fee: int = GWEI
+    follow: bool = True  # catch the lake up at every head (off: the caller keeps it current)
+    follow_datasets: tuple[str, ...] = FOLLOW_DATASETS
+    confirmations: int = 12
+    poll_seconds: float = 0.5
+
+
+@dataclass
+class Book:
+    """What the ledger says the account holds, in integer units (base, quote, wei)."""
+
+    base: int
+    quote: int
+    eth: int
+    gas_wei: int = 0
+
+    def apply(self, fills: "Fills") -> None:
+        self.base += fills.base
+        self.quote += fills.quote
+        self.eth += fills.eth
+        self.gas_wei += fills.gas
+
+
+@dataclass(frozen=True)
+class Fills:
+    """A mined transaction's effect on the account: token and ETH deltas (gas included in eth) and gas."""
+
+    base: int
+    quote: int
+    eth: int
+    gas: int
+
+
+@dataclass
+class InFlight:
+    row: int
+    nonce: int
+    hash: str
+    sent_block: int
+    kind: str
+
+
+@dataclass
+class LiveReport:
+    """What a run did; `pnl` is quote value gained, net of gas when the pool has a WETH side (else gas is
+    only in `gas_eth`)."""
+
+    run_id: str
+    policy: str
+    version: str
+    pool: str
+    address: str
+    chain_id: int
+    first_head: int
+    last_head: int
+    start_equity: float
+    end_equity: float
+    pnl: float
+    gas_eth: float
+    statuses: dict[str, int]
+    reconciled: bool
+    mismatches: list[dict]
+    killed: str | None
+    ledger_path: Path | None
+    rows: list[dict] = field(repr=False, default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())) or "no orders"
+        recon = "balances reconciled" if self.reconciled else f"{len(self.mismatches)} reconciliation mismatch(es)"
+        killed = f"; kill switch: {self.killed}" if self.killed else ""
+        return (f"run {self.run_id}: heads {self.first_head}..{self.last_head}, {counts}; equity "
+                f"{self.start_equity:,.4f} -> {self.end_equity:,.4f}, P&L {self.pnl:+,.4f} "
+                f"(gas {self.gas_eth:.6f} ETH); {recon}{killed}")
+
+
+class Chain:
+    """The JSON-RPC calls the trader makes, every read pinned to a block number (no 'latest' drift)."""
+
+    def __init__(self, url: str):
+        self.rpc = Rpc(url, timeout=30)
+
+    def head(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def chain_id(self) -> int:
+        return int(self.rpc.call("eth_chainId"), 16)
+
+    def block(self, number: int, full: bool = False) -> dict:
+        return self.rpc.call("eth_getBlockByNumber", hex(number), full)
+
+    def call(self, to: str, signature: str, out: list[str], *args, block: int) -> tuple:
+        return decode_result(out, self.rpc.call("eth_call", {"to": to, "data": encode_call(signature, *args)},
+                                                hex(block)))
+
+    def balances(self, tokens: tuple[str, str], owner: str, block: int) -> tuple[int, int, int]:
+        """(balanceOf token 0, balanceOf token 1, ETH) of `owner` at `block`, in one batch."""
+        tag = hex(block)
+        calls = [("eth_call", [{"to": t, "data": encode_call("balanceOf(address)", owner)}, tag]) for t in tokens]
+        a, b, eth = self.rpc.batch(calls + [("eth_getBalance", [owner, tag])])
+        return int(a, 16), int(b, 16), int(eth, 16)
+
+    def nonce(self, owner: str, tag: str | int) -> int:
+        return int(self.rpc.call("eth_getTransactionCount", owner, hex(tag) if isinstance(tag, int) else tag), 16)
+
+    def receipt(self, tx_hash: str) -> dict | None:
+        return self.rpc.call("eth_getTransactionReceipt", tx_hash)
+
+    def transaction(self, tx_hash: str) -> dict | None:
+        return self.rpc.call("eth_getTransactionByHash", tx_hash)
+
+    def send_raw(self, raw: str) -> str:
+        return self.rpc.call("eth_sendRawTransaction", raw)
+
+    def close(self) -> None:
+        self.rpc.close()
+
+
+class Ledger:
+    """The run's rows, rewritten atomically as one Parquet file whenever one changes (a few rows per block)."""
+
+    def __init__(self, lake_dir: Path | None, run_id: str, base: dict):
+        self.path = None if lake_dir is None else Path(lake_dir) / LEDGER / f"{run_id}.parquet"
+        self.base = base
+        self.rows: list[dict] = []
+
+    def add(self, **values) -> int:
+        self.rows.append({name: None for name in LEDGER_SCHEMA.names} | self.base | values)
+        return self.update(len(self.rows) - 1)
+
+    def update(self, index: int, **values) -> int:
+        self.rows[index].update(values, updated_ms=int(time.time() * 1000))
+        self.flush()
+        return index
+
+    def flush(self) -> None:
+        if self.path is not None and self.rows:
+            write_parquet_atomic(self.path, pa.Table.from_pylist(self.rows, schema=LEDGER_SCHEMA))
+
+    def write_meta(self, meta: dict) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.stem}.meta.json.tmp")
+            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+            tmp.replace(self.path.with_name(f"{self.path.stem}.meta.json"))
+
+
+class LiveTrader:
+    """One account trading one policy's pool; `start()` once, then `step()` per new head, `close()` at the end.
+
+    `runner` is a `rl.trader.PolicyRunner` (or anything with its attributes and decision_block / features_at
+    / act). `lake_dir` is where the lake is followed and the ledger written (None: neither).
+    """
+
+    def __init__(self, url: str, wallet: Wallet, runner, router: str, lake_dir: str | Path | None,
+                 config: LiveConfig | None = None, kill: KillSwitch | None = None,
+                 echo: Callable[[str], None] = print, run_id: str | None = None):
+        self.url, self.wallet, self.runner = url, wallet, runner
+        self.router = router.lower()
+        self.lake_dir = None if lake_dir is None else Path(lake_dir)
+        self.config = config or LiveConfig()
+        self.kill = kill or KillSwitch()
+        self.echo = echo
+        self.address = wallet.address
+        self.tokens = (runner.base_token.lower(), runner.quote_token.lower())
+        self.scale = (10 ** int(runner.base_decimals), 10 ** int(runner.quote_decimals))
+        self.run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{runner.name}-{secrets.token_hex(3)}"
+        self.chain = Chain(url)
+        self.ledger = Ledger(self.lake_dir, self.run_id, {
+            "run_id": self.run_id, "policy": runner.name, "version": runner.version, "pool": runner.pool,
+            "address": self.address})
+        self.in_flight: dict[int, InFlight] = {}
+        self.mismatches: list[dict] = []
+        self.killed_at: int | None = None
+        self.last_decided = -1
+        self._follow_client = None
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        """Check the node, the pool and the account; read the starting book; approve the router if needed."""
+        self.chain_id = self.chain.chain_id()
+        guard_chain_id(self.chain_id, self.config)
+        self.head = self.first_head = self.chain.head()
+        self._check_router()
+        base, quote, eth = self.chain.balances(self.tokens, self.address, self.head)
+        self.book = Book(base, quote, eth)
+        self.mid = self._mid(self.head)
+        self.start_equity = self.equity()
+        self.day, self.day_start = self._day(self.head), self.net_value()
+        self.trade_size, self.max_position = order_sizes(self.runner.config, self.start_equity, self.mid)
+        self.nonce = self.chain.nonce(self.address, "pending")
+        self._check_gas_money()
+        self.ledger.write_meta(self.meta())
+        mode = "DRY RUN (nothing is sent)" if self.config.dry_run else "LIVE"
+        self.echo(f"{mode}: {self.runner.name} {self.runner.version} on pool {self.runner.pool} "
+                  f"({self.runner.base_symbol}/{self.runner.quote_symbol}), account {self.address}, chain "
+                  f"{self.chain_id}, head {self.head}; book {self.position():,.6f} {self.runner.base_symbol} + "
+                  f"{self.cash():,.2f} {self.runner.quote_symbol} = {self.start_equity:,.2f}; trade size "
+                  f"{self.trade_size:,.6f}, max position {self.max_position:,.6f}")
+        self._approve_router()
+
+    def _check_router(self) -> None:
+        (factory,) = self.chain.call(self.router, "factory()", ["address"], block=self.head)
+        (pair,) = self.chain.call(factory, "getPair(address,address)", ["address"], *self.tokens, block=self.head)
+        if pair.lower() != self.runner.pool:
+            raise ConfigError(f"router {self.router} does not trade pool {self.runner.pool} "
+                              f"(its factory has {pair.lower()} for these tokens)")
+
+    def _check_gas_money(self) -> None:
+        need = self.config.gas_limit * self._max_fee(self.chain.block(self.head))
+        if not self.config.dry_run and self.book.eth < need:
+            raise ConfigError(f"account {self.address} has {self.book.eth / 1e18:.6f} ETH, less than one swap's "
+                              f"gas allowance ({need / 1e18:.6f} ETH): fund it first")
+
+    def _approve_router(self) -> None:
+        for token in self.tokens:
+            (allowance,) = self.chain.call(token, "allowance(address,address)", ["uint256"], self.address,
+                                           self.router, block=self.head)
+            if allowance < MAX_UINT // 2:
+                data = encode_call("approve(address,uint256)", self.router, MAX_UINT)
+                row = self.ledger.add(kind="approve", status="new", action=f"approve {token}")
+                self._send(row, data, self.chain.block(self.head), "approve", gas=60_000, to=token)
+
+    def meta(self) -> dict:
+        """The run's settings (never the key): written beside the ledger."""
+        return {"run_id": self.run_id, "policy": self.runner.name, "version": self.runner.version,
+                "pool": self.runner.pool, "base": self.runner.base_symbol, "quote": self.runner.quote_symbol,
+                "address": self.address, "router": self.router, "chain_id": self.chain_id, "url": self.url,
+                "first_head": self.first_head, "trade_size": self.trade_size, "max_position": self.max_position,
+                "config": {**asdict(self.config), "limits": asdict(self.config.limits)}}
+
+    # ------------------------------------------------------------------ per head
+
+    def step(self) -> int | None:
+        """Handle the node's newest head if it is new (see the module docstring); the head, or None."""
+        head = self.chain.head()
+        if head <= self.head:
+            return None
+        self.head = head
+        if self.config.follow and self.lake_dir is not None:
+            self._follow()
+        for flight in sorted(self.in_flight.values(), key=lambda f: f.nonce):
+            self._track(flight)
+        self.mid = self._mid(head)
+        self._reconcile()
+        self._roll_day()
+        if self.kill.tripped():
+            self._note_kill()
+        else:
+            self._decide()
+        return head
+
+    def _follow(self) -> None:
+        from chainlake.follow import follow_step
+        from chainlake.rpc import RpcClient
+
+        if self._follow_client is None:
+            self._follow_client = RpcClient(self.url)
+        step = follow_step(self._follow_client, self.url, self.lake_dir, confirmations=self.config.confirmations,
+                           datasets=self.config.follow_datasets)
+        log.debug("follow: %s", step.summary())
+
+    def _note_kill(self) -> None:
+        if self.killed_at is None:
+            self.killed_at = self.head
+            self.echo(f"block {self.head}: kill switch ({self.kill.reason}): no new orders; "
+                      f"{len(self.in_flight)} in flight still followed")
+
+    # ------------------------------------------------------------------ following sent transactions
+
+    def _track(self, flight: InFlight) -> None:
+        receipt = self.chain.receipt(flight.hash)
+        if receipt is not None and int(receipt["blockNumber"], 16) <= self.head:
+            status = "mined" if receipt["status"] == "0x1" else "reverted"
+            return self._resolve(flight, status, receipt, self.chain.transaction(flight.hash))
+        if self.chain.nonce(self.address, self.head) > flight.nonce:
+            replacement = self._find_nonce(flight)
+            if replacement is None:
+                raise NodeError(f"nonce {flight.nonce} of {self.address} was mined by {self.head}, but no block "
+                                f"{flight.sent_block + 1}..{self.head} holds it")
+            receipt = self.chain.receipt(replacement["hash"])
+            return self._resolve(flight, "replaced", receipt, replacement)
+        if self.head - flight.sent_block >= self.config.drop_after_blocks and self.chain.transaction(flight.hash) is None:
+            self._drop(flight)
+
+    def _find_nonce(self, flight: InFlight) -> dict | None:
+        for number in range(flight.sent_block + 1, self.head + 1):
+            for tx in self.chain.block(number, full=True)["transactions"]:
+                if tx["from"].lower() == self.address and int(tx["nonce"], 16) == flight.nonce:
+                    return tx
+        return None
+
+    def _resolve(self, flight: InFlight, status: str, receipt: dict, tx: dict) -> None:
+        fills = self.fills(receipt, tx)
+        self.book.apply(fills)
+        del self.in_flight[flight.nonce]
+        values = {"status": status, "mined_block": int(receipt["blockNumber"], 16),
+                  "actual_base": fills.base / self.scale[0], "actual_quote": fills.quote / self.scale[1],
+                  "gas_eth": fills.gas / 1e18}
+        if status == "replaced":
+            values["replaced_by"] = tx["hash"]
+        self.ledger.update(flight.row, **values, **self._book_values(self._mid(self.head)))
+        extra = f" by {tx['hash']}" if status == "replaced" else ""
+        self.echo(f"block {self.head}: {flight.kind} {flight.hash} {status}{extra} in block "
+                  f"{values['mined_block']}: {values['actual_base']:+,.6f} {self.runner.base_symbol}, "
+                  f"{values['actual_quote']:+,.4f} {self.runner.quote_symbol}, gas {values['gas_eth']:.6f} ETH")
+
+    def _drop(self, flight: InFlight) -> None:
+        del self.in_flight[flight.nonce]
+        self.nonce = self.chain.nonce(self.address, "pending")
+        self.ledger.update(flight.row, status="dropped", **self._book_values(self._mid(self.head)))
+        self.echo(f"block {self.head}: {flight.kind} {flight.hash} dropped (not in the pool, not mined "
+                  f"{self.head - flight.sent_block} blocks after sending); next nonce {self.nonce}")
+
+    def fills(self, receipt: dict, tx: dict) -> Fills:
+        """The account's token and ETH deltas from a receipt: Transfer logs of base/quote to or from us,
+        WETH Deposit/Withdrawal, the value sent, and gas (gasUsed x effectiveGasPrice)."""
+        deltas = {token: 0 for token in self.tokens}
+        eth = 0
+        me = self.address[2:]
+        for entry in receipt["logs"]:
+            token, topics = entry["address"].lower(), entry["topics"]
+            if token not in deltas or not topics:
+                continue
+            amount = int(entry["data"], 16) if entry["data"] not in ("0x", "") else 0
+            if topics[0] == TRANSFER and len(topics) == 3:
+                deltas[token] += amount * (topics[2].endswith(me)) - amount * (topics[1].endswith(me))
+            elif topics[0] == DEPOSIT and topics[1].endswith(me):
+                deltas[token] += amount
+            elif topics[0] == WITHDRAWAL and topics[1].endswith(me):
+                deltas[token] -= amount
+                eth += amount
+        gas = int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+        value = int(tx.get("value", "0x0"), 16) if receipt["status"] == "0x1" else 0
+        return Fills(deltas[self.tokens[0]], deltas[self.tokens[1]], eth - gas - value, gas)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def _reconcile(self) -> None:
+        """Compare the ledger's book with on-chain balances at the head; record and show any difference."""
+        base, quote, eth = self.chain.balances(self.tokens, self.address, self.head)
+        diff = (base - self.book.base, quote - self.book.quote, eth - self.book.eth)
+        self.last_diff = {"recon_base": diff[0] / self.scale[0], "recon_quote": diff[1] / self.scale[1],
+                          "recon_eth": diff[2] / 1e18}
+        for row in self.ledger.rows:  # rows resolved at this head carry the check made right after them
+            if row["status"] in ("mined", "reverted", "replaced", "dropped") and row["recon_base"] is None:
+                row.update(self.last_diff)
+        self.ledger.flush()
+        if any(diff):
+            self.mismatches.append({"block": self.head, **self.last_diff})
+            message = (f"block {self.head}: RECONCILIATION MISMATCH on-chain minus ledger: "
+                       f"{self.last_diff['recon_base']:+.8f} {self.runner.base_symbol}, "
+                       f"{self.last_diff['recon_quote']:+.6f} {self.runner.quote_symbol}, "
+                       f"{self.last_diff['recon_eth']:+.9f} ETH")
+            log.warning(message)
+            self.echo(message)
+
+    # ------------------------------------------------------------------ deciding and sending
+
+    def _decide(self) -> None:
+        block = self.runner.decision_block(self.head)
+        if block is None or block <= self.last_decided:
+            return
+        self.last_decided = block
+        value = self.equity()
+        features = self.runner.features_at(block)
+        action = self.runner.act(features, self.position() * self.mid / value, self.cash() / value)
+        qty = order_quantity(action, self.position(), self.trade_size, self.max_position)
+        units = int(abs(qty) * self.scale[0])
+        if action == SELL:  # the float round trip may ask for a few wei more than the book holds
+            units = min(units, max(self.book.base, 0))
+        if units == 0:
+            return
+        row = self.ledger.add(kind="swap", decision_block=block, action=ACTIONS[action], status="new",
+                              intended_base=math.copysign(units / self.scale[0], qty))
+        if self._swap_in_flight():
+            return self._block(row, "in_flight")
+        self._order(row, action, units)
+
+    def _swap_in_flight(self) -> bool:
+        return any(f.kind == "swap" for f in self.in_flight.values())
+
+    def _order(self, row: int, action: int, units: int) -> None:
+        block = self.chain.block(self.head)
+        quote_units, bound, data = self._quote_swap(action, units, int(block["timestamp"], 16))
+        base, quote = units / self.scale[0], quote_units / self.scale[1]
+        signed_base = base if action == BUY else -base
+        intended_quote = -quote if action == BUY else quote
+        self.ledger.update(row, intended_quote=intended_quote, limit_quote=bound / self.scale[1])
+        order = Order(signed_base, base * self.mid, self._impact(action, units))
+        rule = check(order, self._risk_state(), self.config.limits)
+        if rule is None and action == BUY and bound > self.book.quote:
+            rule = "insufficient_funds"
+        if rule is None and action == SELL and units > self.book.base:
+            rule = "insufficient_funds"
+        if rule is not None:
+            return self._block(row, rule)
+        self._send(row, data, block, "swap")
+
+    def _quote_swap(self, action: int, units: int, timestamp: int) -> tuple[int, int, str]:
+        """(expected quote amount, on-chain bound, calldata): exact-in sells with amountOutMin =
+        expected x (1 - max_slippage), exact-out buys with amountInMax = expected x (1 + max_slippage)."""
+        base, quote = self.tokens
+        slip = self.config.limits.max_slippage
+        deadline = timestamp + self.config.deadline_seconds
+        if action == SELL:
+            (amounts,) = self.chain.call(self.router, "getAmountsOut(uint256,address[])", ["uint256[]"], units,
+                                         [base, quote], block=self.head)
+            bound = math.floor(amounts[-1] * (1 - slip))
+            return amounts[-1], bound, encode_call(SWAP_EXACT_IN, units, bound, [base, quote], self.address, deadline)
+        (amounts,) = self.chain.call(self.router, "getAmountsIn(uint256,address[])", ["uint256[]"], units,
+                                     [quote, base], block=self.head)
+        bound = math.ceil(amounts[0] * (1 + slip))
+        return amounts[0], bound, encode_call(SWAP_EXACT_OUT, units, bound, [quote, base], self.address, deadline)
+
+    def _impact(self, action: int, units: int) -> float:
+        """Price impact of the order against the reserves at the head, pool fee excluded (constant product)."""
+        reserve_base = self._reserves(self.head)[0]
+        if action == BUY:
+            return units / (reserve_base - units) if units < reserve_base else math.inf
+        return units / (reserve_base + units)
+
+    def _risk_state(self) -> RiskState:
+        in_flight = sum(self.ledger.rows[f.row]["intended_base"] or 0.0 for f in self.in_flight.values())
+        return RiskState(self.position() + in_flight, self.net_value() - self.day_start, self.kill.tripped())
+
+    def _block(self, row: int, rule: str) -> None:
+        self.ledger.update(row, status=f"blocked:{rule}", **self._book_values(self.mid))
+        r = self.ledger.rows[row]
+        self.echo(f"block {self.head}: {r['action']} {abs(r['intended_base']):,.6f} {self.runner.base_symbol} "
+                  f"for block {r['decision_block']} blocked by {rule}")
+
+    def _send(self, row: int, data: str, block: dict, kind: str, gas: int | None = None, to: str | None = None) -> None:
+        tx = {"type": 2, "chainId": self.chain_id, "nonce": self.nonce, "to": to or self.router, "value": 0,
+              "gas": gas or self.config.gas_limit, "maxFeePerGas": self._max_fee(block),
+              "maxPriorityFeePerGas": self.config.priority_fee, "data": data}
+        if self.config.dry_run:
+            self.ledger.update(row, status="dry_run", nonce=self.nonce, **self._book_values(self.mid))
+            self.echo(f"block {self.head}: dry run, would send {describe(tx, self.address)}")
+            return
+        signed = self.wallet.sign(tx)
+        try:
+            tx_hash = self.chain.send_raw(signed.raw)
+        except (RpcError, NodeError) as exc:
+            return self._rejected(row, exc)
+        self.in_flight[self.nonce] = InFlight(row, self.nonce, tx_hash, self.head, kind)
+        self.ledger.update(row, status="sent", tx_hash=tx_hash, nonce=self.nonce, sent_block=self.head)
+        self.echo(f"block {self.head}: sent {kind} {tx_hash} nonce {self.nonce}: {describe_call(data)}")
+        self.nonce += 1
+
+    def _rejected(self, row: int, exc: Exception) -> None:
+        message = self.wallet.redact(str(exc))
+        self.nonce = self.chain.nonce(self.address, "pending")
+        self.ledger.update(row, status="rejected", error=message, **self._book_values(self.mid))
+        log.warning("block %s: the node rejected the transaction: %s", self.head, message)
+        self.echo(f"block {self.head}: rejected by the node: {message}; next nonce {self.nonce}")
+
+    def _max_fee(self, block: dict) -> int:
+        return 2 * int(block.get("baseFeePerGas") or "0x0", 16) + self.config.priority_fee
+
+    # ------------------------------------------------------------------ the book
+
+    def _reserves(self, block: int) -> tuple[int, int]:
+        r0, r1, _ = self.chain.call(self.runner.pool, "getReserves()", ["uint112", "uint112", "uint32"], block=block)
+        return (r0, r1) if self.runner.base_is_token0 else (r1, r0)
+
+    def _mid(self, block: int) -> float:
+        base, quote = self._reserves(block)
+        return (quote / self.scale[1]) / (base / self.scale[0])
+
+    def position(self) -> float:
+        return self.book.base / self.scale[0]
+
+    def cash(self) -> float:
+        return self.book.quote / self.scale[1]
+
+    def equity(self) -> float:
+        """The token book at the pool's mid, in quote (ETH for gas is not part of it)."""
+        return self.cash() + self.position() * self.mid
+
+    def gas_quote(self) -> float:
+        """Gas paid so far in quote when the pool prices ETH (a WETH side); else 0 (gas is then only in ETH)."""
+        eth = self.book.gas_wei / 1e18
+        if self.runner.base_symbol == "WETH":
+            return eth * self.mid
+        return eth if self.runner.quote_symbol == "WETH" else 0.0
+
+    def net_value(self) -> float:
+        return self.equity() - self.gas_quote()
+
+    def _book_values(self, mid: float) -> dict:
+        return {"position": self.position(), "cash": self.cash(), "equity": self.cash() + self.position() * mid}
+
+    def _day(self, block: int) -> str:
+        return datetime.fromtimestamp(int(self.chain.block(block)["timestamp"], 16), timezone.utc).date().isoformat()
+
+    def _roll_day(self) -> None:
+        day = self._day(self.head)
+        if day != self.day:
+            self.day, self.day_start = day, self.net_value()
+
+    # ------------------------------------------------------------------ end
+
+    def report(self) -> LiveReport:
+        statuses = Counter(r["status"] for r in self.ledger.rows if r["kind"] == "swap")
+        return LiveReport(
+            run_id=self.run_id, policy=self.runner.name, version=self.runner.version, pool=self.runner.pool,
+            address=self.address, chain_id=self.chain_id, first_head=self.first_head, last_head=self.head,
+            start_equity=self.start_equity, end_equity=self.equity(), pnl=self.net_value() - self.start_equity,
+            gas_eth=self.book.gas_wei / 1e18, statuses=dict(statuses), reconciled=not self.mismatches,
+            mismatches=list(self.mismatches), killed=self.kill.reason if self.killed_at is not None else None,
+            ledger_path=self.ledger.path if self.ledger.rows else None, rows=[dict(r) for r in self.ledger.rows])
+
+    def close(self) -> None:
+        self.chain.close()
+        if self._follow_client is not None:
+            self._follow_client.close()
+
+    def __enter__(self) -> "LiveTrader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def guard_chain_id(chain_id: int, config: LiveConfig) -> None:
+    """Only the devnet's chain id is traded without asking; any other needs `allow_chain_id` to name it
+    (dry runs send nothing, so they may look at any chain)."""
+    if chain_id == DEVNET_CHAIN_ID or config.dry_run or config.allow_chain_id == chain_id:
+        return
+    raise ConfigError(f"the node's chain id is {chain_id}, not the devnet's ({DEVNET_CHAIN_ID}): refusing to send "
+                      f"real transactions; pass --allow-chain-id {chain_id} to confirm, or --dry-run")
+
+
+def describe_call(data: str) -> str:
+    """A router swap's calldata as `name(arg=value, ...)`, for humans."""
+    from chainlake.devnet.rpc import decode_call, selector
+
+    for signature, names in ((SWAP_EXACT_IN, ("amountIn", "amountOutMin")), (SWAP_EXACT_OUT, ("amountOut", "amountInMax"))):
+        if data.startswith(selector(signature)):
+            a, b, path, to, deadline = decode_call(signature, data)
+            return (f"{signature.split('(')[0]}({names[0]}={a}, {names[1]}={b}, path={list(path)}, to={to}, "
+                    f"deadline={deadline})")
+    return f"calldata {data[:10]}… ({(len(data) - 2) // 2} bytes)"
+
+
+def describe(tx: dict, sender: str) -> str:
+    """Every field of an unsigned transaction (what dry-run prints; there is no key in it)."""
+    fields = {"from": sender, **{k: v for k, v in tx.items() if k != "data"}}
+    return (", ".join(f"{k}={v}" for k, v in fields.items()) + f", call {describe_call(tx['data'])}, "
+            f"data={tx['data']}")
+
+
+def run_live(rpc_url: str, wallet: Wallet, runner, router: str, lake_dir: str | Path | None, *,
+             blocks: int | None = None, config: LiveConfig | None = None, kill_file: str | Path | None = None,
+             echo: Callable[[str], None] = print, on_head: Callable[[int], Any] | None = None) -> LiveReport:
+    """Trade `blocks` new heads (None: until the kill switch), polling the node; the run's report.
+
+    The kill switch (the file, or SIGINT/SIGTERM/SIGUSR1) stops new orders at once; the loop then waits
+    for the transactions in flight to resolve before it returns.
+    """
+    config = config or LiveConfig()
+    kill = KillSwitch(Path(kill_file) if kill_file else None)
+    with kill, LiveTrader(rpc_url, wallet, runner, router, lake_dir, config, kill, echo) as trader:
+        trader.start()
+        heads = 0
+        while blocks is None or heads < blocks:
+            head = trader.step()
+            if head is None:
+                kill.wait(config.poll_seconds)
+                continue
+            heads += 1
+            if on_head is not None:
+                on_head(head)
+            if trader.killed_at is not None and not trader.in_flight:
+                break
+        report = trader.report()
+    echo(report.summary())
+    return report
+
+
+def run_policy_live(lake_dir: str | Path, rpc_url: str, policy: str, wallet: Wallet, router: str, *,
+                    version: str | None = None, models_dir: str | Path | None = None, **options) -> LiveReport:
+    """`run_live` with a stored policy (`rl.trader.PolicyRunner` over `lake_dir`): what the CLI and the demo call."""
+    from rl.policy_store import DEFAULT_MODELS
+    from rl.trader import PolicyRunner
+
+    runner = PolicyRunner(lake_dir, policy, version=version, models_dir=models_dir or DEFAULT_MODELS)
+    return run_live(rpc_url, wallet, runner, router, lake_dir, **options)
+
+
+__all__ = ["LEDGER", "LiveConfig", "LiveReport", "LiveTrader", "describe", "guard_chain_id",
+           "run_live", "run_policy_live"]
