@@ -8,6 +8,10 @@ balance then (the sum of positive balances, i.e. the supply seen so far, the zer
 it is neither the zero address nor a pool (every address in `pools`: pools hold the reserves). Only
 data of blocks < b decides who is large, and only block b's transfers are the flow.
 
+History: 64 blocks. The balances reach back to the lake's first block, but only through the token ledger's
+window rule (`chainlake.features.inputs.window`: the transfers before a window are carried as one transfer
+per holder of its balance), so a window of 64 blocks gives the same rows as the whole lake.
+
 Per pool per block: large_holder_net_flow_token0/1 (the large holders' summed balance change in the
 block, decimal-adjusted), large_holder_moves (large holders of either token whose balance changed), and
 the same net flows summed over blocks b-63..b. Dense grid, zeros when none. Amounts beyond int128 (not
@@ -47,7 +51,7 @@ def positive_supply(moves: pl.LazyFrame) -> pl.LazyFrame:
             .with_columns((pl.col("change").cum_sum().over("token") - pl.col("change")).alias("supply_before")))
 
 
-@feature_view(entity="pool", owner="research", ttl_blocks=64,
+@feature_view(entity="pool", owner="research", ttl_blocks=64, history_blocks=WINDOW,
               description="Net balance change of >= 1% holders in the pool's tokens, per block and 64 blocks")
 def large_holder_flows(pool_blocks: pl.LazyFrame, pool_reserves: pl.LazyFrame, pools: pl.LazyFrame,
                        tokens: pl.LazyFrame, erc20_transfers: pl.LazyFrame) -> pl.LazyFrame:

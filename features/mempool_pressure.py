@@ -25,7 +25,7 @@ from chainlake.features import feature_view
 STATE = ("buy_count", "sell_count", "sell_token0", "buy_token1")
 
 
-@feature_view(entity="pool", owner="research", ttl_blocks=4,
+@feature_view(entity="pool", owner="research", ttl_blocks=4, history_blocks=1,
               description="Pending router swaps per pool: buy/sell counts, token0 volumes, imbalance")
 def mempool_pressure(pool_blocks: pl.LazyFrame, pools: pl.LazyFrame, tokens: pl.LazyFrame,
                      mempool_swaps: pl.LazyFrame, mempool: pl.LazyFrame,

@@ -13,7 +13,7 @@ from chainlake.features import feature_view
 WINDOWS = (16, 64)
 
 
-@feature_view(entity="pool", owner="research", ttl_blocks=16,
+@feature_view(entity="pool", owner="research", ttl_blocks=16, history_blocks=64,
               description="Token0 bought minus sold over 1/16/64 blocks and buy/sell imbalance")
 def order_flow_imbalance(pool_blocks: pl.LazyFrame, pool_reserves: pl.LazyFrame,
                          dex_swaps: pl.LazyFrame) -> pl.LazyFrame:

@@ -26,7 +26,7 @@ def amount_out(amount_in: pl.Expr, reserve_in: pl.Expr, reserve_out: pl.Expr) ->
     return amount_in * FEE * reserve_out / (reserve_in + amount_in * FEE)
 
 
-@feature_view(entity="pool", owner="research", ttl_blocks=64,
+@feature_view(entity="pool", owner="research", ttl_blocks=64, history_blocks=1,
               description="Reserves depth, liquidity and price impact of 1/10/100 token0 swaps (V2, 0.3% fee)")
 def price_impact(pool_blocks: pl.LazyFrame, pool_reserves: pl.LazyFrame) -> pl.LazyFrame:
     reserves = pool_reserves.select("pool", "block_number", "reserve0", "reserve1").sort("block_number")

@@ -12,7 +12,7 @@ from chainlake.features import feature_view
 WINDOWS = (16, 64)
 
 
-@feature_view(entity="pool", owner="research", ttl_blocks=16,
+@feature_view(entity="pool", owner="research", ttl_blocks=16, history_blocks=64,
               description="Realized volatility: std of 1-block log returns over 16 and 64 blocks")
 def realized_vol_64(feature_mid_price: pl.LazyFrame) -> pl.LazyFrame:
     returns = feature_mid_price.select("pool", "block_number", "log_return_1").sort("pool", "block_number")

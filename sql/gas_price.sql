@@ -3,10 +3,12 @@
 -- description: Base fee (gwei), its 16-block mean, median/max gas price of the pool's swap txs
 -- owner: research
 -- ttl_blocks: 16
+-- history_blocks: 31
 --
--- base_fee_gwei comes from blocks.base_fee_per_gas, forward-filled (pre-London blocks have none; since
--- London every block has one); base_fee_gwei_mean_16 averages the lake's blocks b-15..b (the chain's,
--- not only the pool's). The swap gas prices are over the distinct transactions with a swap in the pool
+-- base_fee_gwei comes from blocks.base_fee_per_gas, forward-filled over at most 15 blocks (pre-London blocks
+-- have none; since London every block has one); base_fee_gwei_mean_16 averages the lake's blocks b-15..b
+-- (the chain's, not only the pool's); a value filled from block b-15 averages b-30..b-15, hence 31 blocks of
+-- history. The swap gas prices are over the distinct transactions with a swap in the pool
 -- in the block (dex_swaps carries each transaction's receipt effective_gas_price); null if none.
 WITH fee AS (
     SELECT block_number, base_fee_per_gas / 1e9 AS base_fee_gwei,
@@ -25,7 +27,9 @@ per_block AS (
     FROM swap_txs GROUP BY pool, block_number
 ),
 grid AS (
-    SELECT g.pool, g.block_number, f.base_fee_gwei, f.base_fee_gwei_mean_16
+    SELECT g.pool, g.block_number,
+           CASE WHEN g.block_number - f.block_number < 16 THEN f.base_fee_gwei END AS base_fee_gwei,
+           CASE WHEN g.block_number - f.block_number < 16 THEN f.base_fee_gwei_mean_16 END AS base_fee_gwei_mean_16
     FROM pool_blocks g ASOF LEFT JOIN fee f ON g.block_number >= f.block_number
 )
 SELECT g.pool, g.block_number, g.base_fee_gwei, g.base_fee_gwei_mean_16,

@@ -3,6 +3,7 @@
 -- description: Sandwiches, victims and attacker profit per block; counts over 64/256 blocks
 -- owner: research
 -- ttl_blocks: 64
+-- history_blocks: 256
 --
 -- mev_sandwiches has one row per (front-run, victim, back-run); sandwich-level columns (profit) repeat
 -- per victim, so a sandwich is counted once, by its front-run transaction. Profit is in the token the

@@ -3,6 +3,7 @@
 -- description: Trade count and token0/token1 volume per block, summed over 16 and 64 blocks
 -- owner: research
 -- ttl_blocks: 16
+-- history_blocks: 64
 --
 -- Volume counts each swap once per side: volume_token0 is the token0 amount of the swap, bought or sold.
 -- The grid is dense (a block without trades has zeros), and the rolling sums cover the blocks

@@ -18,6 +18,11 @@ has seen block b - 1 at most.
 
 Causality (no look-ahead) is checkable: `causality_check` recomputes a view on inputs cut back to a block
 (`chainlake.features.inputs.clip`) and compares the rows up to that block with the full computation.
+
+Bounded history is checkable too: `history_check` recomputes a view on the window its `history_blocks`
+declares (`chainlake.features.inputs.window`) and compares the row of the window's last block with the
+full computation. `compute_latest` computes the newest rows of views from such windows only: the online
+path (`chainlake.features.online`) runs the same view definitions this way, no second implementation.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from chainlake.errors import ConfigError
-from chainlake.features.inputs import FEATURE_PREFIX, clip_all, resolve_inputs
+from chainlake.features.inputs import FEATURE_PREFIX, clip_all, resolve_inputs, window_inputs
 from chainlake.features.registry import Registry, load_registry
 from chainlake.features.view import FeatureView
 from chainlake.ingest.lake import write_parquet_atomic
@@ -39,17 +44,24 @@ from chainlake.ingest.lake import write_parquet_atomic
 KEY_TYPES = (pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)
 
 
-def compute_view(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
-    """Run one view on its input tables and return its checked rows, sorted by (entity, event block)."""
+def compute_view(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
+                 con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+    """Run one view on its input tables and return its checked rows, sorted by (entity, event block).
+
+    `con`: a DuckDB connection to run SQL views on (the online engine keeps one: opening a connection
+    costs more than a view on a small window); without it, each SQL view gets its own.
+    """
     missing = [name for name in view.reads if name not in tables]
     if missing:
         raise ConfigError(f"{view.where()}: no input table {', '.join(map(repr, missing))}")
-    frame = _run_sql(view, tables) if view.kind == "sql" else _run_polars(view, tables)
+    frame = _run_sql(view, tables, con) if view.kind == "sql" else _run_polars(view, tables)
     return check_rows(view, frame)
 
 
-def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
-    con = duckdb.connect()
+def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
+             con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+    own = con is None
+    con = duckdb.connect() if own else con
     try:
         for name in view.reads:
             con.register(name, tables[name].collect().to_arrow())
@@ -57,7 +69,11 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFr
     except duckdb.Error as exc:
         raise ConfigError(f"{view.where()}: {str(exc).splitlines()[0]}") from None
     finally:
-        con.close()
+        if own:
+            con.close()
+        else:
+            for name in view.reads:  # a shared connection keeps no table of this call
+                con.unregister(name)
 
 
 def _run_polars(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
@@ -196,3 +212,46 @@ def lake_causality_check(lake_dir: str | Path, view: FeatureView, cut: int | Non
         blocks = full.get_column(view.event_time)
         cut = int(blocks.min() + (blocks.max() - blocks.min()) // 2)
     return causality_check(view, tables, cut, full)
+
+
+def compute_latest(registry: Registry, names: Sequence[str], tables: Mapping[str, pl.LazyFrame], block: int,
+                   con: duckdb.DuckDBPyConnection | None = None) -> dict[str, pl.DataFrame]:
+    """The rows at `block` of the named views, computed from windows of `tables` (lake tables, as known
+    at `block` or later) only: each view, upstream ones first, on the blocks `Registry.spans` gives it.
+
+    Equal to the full computation's rows at `block` when every view's `history_blocks` is right
+    (`history_check`); the online engine calls this on its in-memory window.
+    """
+    spans = registry.spans(names)
+    inputs = dict(tables)
+    out: dict[str, pl.DataFrame] = {}
+    for name, span in spans.items():
+        view = registry.views[name]
+        rows = compute_view(view, window_inputs(view.reads, inputs, block - span + 1, block), con)
+        inputs[view.table] = rows.lazy()
+        out[name] = rows.filter(pl.col(view.event_time) == block)
+    return {registry.get(n).name: out[registry.get(n).name] for n in names}
+
+
+def history_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], block: int,
+                  full: pl.DataFrame | None = None) -> CausalityOutcome:
+    """Does the view's row at `block` depend only on the window its `history_blocks` declares?
+
+    Recomputes the view on the window of its inputs (`inputs.window`, views it reads given in `tables`)
+    and compares its rows at `block` with those of the computation on everything (`full`). A difference
+    means the view looks back further than it declares: the online engine would serve wrong values.
+    """
+    if view.history_blocks is None:
+        raise ConfigError(f"{view.where()}: declares no history_blocks to check")
+    full = compute_view(view, tables) if full is None else full
+    expected = full.filter(pl.col(view.event_time) == block)
+    got = compute_view(view, window_inputs(view.reads, tables, block - view.history_blocks + 1, block))
+    got = got.filter(pl.col(view.event_time) == block)
+    try:
+        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    except AssertionError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        return CausalityOutcome(False, f"{view.name}: the row at block {block} differs when computed from its "
+                                       f"declared {view.history_blocks} blocks of history: {detail}", block)
+    return CausalityOutcome(True, f"{view.name}: {expected.height} rows at block {block} are the same from "
+                                  f"{view.history_blocks} blocks of history", block)

@@ -12,6 +12,10 @@ A view names its inputs (SQL: the tables its query references; polars: its param
 
 `clip` cuts every input back to what was known at a block: the engine's causality check and the leakage
 tests compare a view computed on clipped inputs with the same view computed on everything.
+
+`window` cuts every input down to what a view with `history_blocks` N needs for its rows of blocks
+`first..last` (`first` = the first row's block - N + 1): the online engine keeps only such a window in
+memory, and `chainlake.features.engine.history_check` proves on data that a view's rows are the same on it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ BLOCK_TABLES = frozenset(SCHEMAS) | frozenset(DECODED_SCHEMAS)
 STATIC_TABLES = frozenset(METADATA_SCHEMAS)  # read from contracts once, constant over blocks
 PENDING_TABLES = frozenset({"mempool", "mempool_swaps"})
 INCLUSION_COLUMNS = ("included_block", "included_index", "delay_blocks", "delay_seconds")
+# State tables (a row holds until the entity's next row): a window keeps the latest block's rows per entity
+# before the window as well.
+STATE_ENTITIES = {"pool_reserves": ("pool",), "balances": ("address", "token")}
+# The token ledger: the balances its rows before a window add up to are kept as one row per holder.
+LEDGER = "erc20_transfers"
+MINT_ADDRESS = "0x" + "0" * 40
 
 
 def is_input(name: str, feature_names: Iterable[str]) -> bool:
@@ -137,6 +147,100 @@ def _one(name: str, lake_dir: str | Path, computed: Mapping[str, pl.DataFrame], 
     else:
         frame = scan_lake_table(lake_dir, name)
     return frame if upto is None else clip(name, frame, upto)
+
+
+def window(name: str, frame: pl.LazyFrame, first: int, last: int) -> pl.LazyFrame:
+    """What a view needs of table `name` for its rows up to block `last` whose history starts at `first`:
+    the table as known at `last` (`clip`), without what cannot matter from `first` on.
+
+    - block tables and views: the rows of blocks first..last;
+    - state tables (`STATE_ENTITIES`): those, plus each entity's rows of its latest block before `first`
+      (the state in force when the window starts);
+    - the ledger (`erc20_transfers`): those, plus one transfer per holder at block first - 1 carrying the
+      holder's balance from every earlier transfer (`carry_ledger`), so running balances are exact;
+    - mempool tables: the transactions known at `last`, less those mined before `first` (`_window_mempool`);
+    - static tables (`tokens`, `pools`): whole.
+    """
+    if first > last:
+        raise ConfigError(f"a window of table {name!r} needs first <= last, got {first}..{last}")
+    if name in STATIC_TABLES:
+        return frame
+    clipped = clip(name, frame, last)
+    if name == "mempool_observations" or name in PENDING_TABLES:
+        return _window_mempool(clipped, first)
+    inside = clipped.filter(pl.col("block_number") >= first)
+    if name in STATE_ENTITIES:
+        before = clipped.filter(pl.col("block_number") < first)
+        latest = pl.col("block_number") == pl.col("block_number").max().over(STATE_ENTITIES[name])
+        return pl.concat([before.filter(latest), inside])
+    if name == LEDGER:
+        return pl.concat([carry_ledger(clipped.filter(pl.col("block_number") < first), first - 1), inside])
+    return inside
+
+
+def _window_mempool(frame: pl.LazyFrame, first: int) -> pl.LazyFrame:
+    """Transactions mined before `first` are dropped. The rest stay, also those last seen before `first`:
+    views join `mempool_swaps` with the `mempool` table's sightings, and a transaction's row must be in both
+    or in neither, which only the inclusion (a fact of both tables) guarantees."""
+    if "included_block" not in frame.collect_schema().names():
+        return frame
+    return frame.filter(pl.col("included_block").is_null() | (pl.col("included_block") >= first))
+
+
+def carry_ledger(transfers: pl.LazyFrame, block: int) -> pl.LazyFrame:
+    """The net of `transfers` per (token, holder) as one transfer at `block`: a mint (from the zero address)
+    of a positive balance, a burn (to it) of a negative one; holders at zero left out.
+
+    Raw amounts are summed as exact int128 (amounts beyond it are left out, as the ledger's readers do);
+    `amount_raw_f64` and `amount` follow from the sum (decimal-adjusted when the ledger knows the decimals).
+    """
+    schema = transfers.collect_schema()
+    amount = pl.col("amount_raw").cast(pl.Int128, strict=False)
+    zero = pl.lit(0, pl.Int128)  # int128 has no unary minus in polars
+    legs = pl.concat([
+        transfers.select("token", pl.col("to_address").alias("holder"), amount.alias("delta"),
+                         "amount_raw_f64", "amount"),
+        transfers.select("token", pl.col("from_address").alias("holder"), (zero - amount).alias("delta"),
+                         "amount_raw_f64", "amount"),
+    ]).filter(pl.col("holder") != MINT_ADDRESS)
+    scale = (pl.col("amount") / pl.col("amount_raw_f64")).drop_nans().first()  # 10^-decimals, if known
+    net = (legs.group_by("token", "holder").agg(pl.col("delta").sum(), scale.alias("scale"))
+           .filter(pl.col("delta") != 0).sort("token", "holder"))
+    minted = pl.col("delta") > 0
+    size = pl.when(minted).then(pl.col("delta")).otherwise(zero - pl.col("delta"))
+    carried = net.select(
+        pl.lit(block, pl.Int64).alias("block_number"),
+        (-1 - pl.int_range(pl.len())).cast(schema["log_index"]).alias("log_index"),  # before any real log
+        "token",
+        pl.when(minted).then(pl.lit(MINT_ADDRESS)).otherwise(pl.col("holder")).alias("from_address"),
+        pl.when(minted).then(pl.col("holder")).otherwise(pl.lit(MINT_ADDRESS)).alias("to_address"),
+        size.cast(pl.String).alias("amount_raw"),
+        size.cast(pl.Float64).alias("amount_raw_f64"),
+        (size.cast(pl.Float64) * pl.col("scale")).alias("amount"),
+    )
+    return carried.select(pl.col(c).cast(schema[c]) if c in carried.collect_schema().names()
+                          else pl.lit(None, schema[c]).alias(c) for c in schema.names())
+
+
+def window_all(tables: Mapping[str, pl.LazyFrame], first: int, last: int) -> dict[str, pl.LazyFrame]:
+    """`window` for in-memory inputs (the grid: its rows of blocks first..last)."""
+    return window_inputs(tables, tables, first, last)
+
+
+def window_inputs(reads: Iterable[str], tables: Mapping[str, pl.LazyFrame], first: int,
+                  last: int) -> dict[str, pl.LazyFrame]:
+    """The windows of the tables a view reads; the grid is taken from `tables` when there, else built from
+    the windows of `pool_reserves` and `blocks` (the same rows: the grid of blocks first..last)."""
+    out: dict[str, pl.LazyFrame] = {}
+    for name in reads:
+        if name == GRID and GRID in tables:
+            out[name] = tables[GRID].filter(pl.col("block_number").is_between(first, last))
+        elif name == GRID:
+            out[name] = pool_blocks(window("pool_reserves", tables["pool_reserves"], first, last),
+                                    window("blocks", tables["blocks"], first, last))
+        else:
+            out[name] = window(name, tables[name], first, last)
+    return out
 
 
 def clip_all(tables: Mapping[str, pl.LazyFrame], block: int) -> dict[str, pl.LazyFrame]:

@@ -72,6 +72,29 @@ class Registry:
             visit(view, ())
         return order
 
+    def history(self, view: FeatureView | str) -> int:
+        """Blocks of lake input a row of `view` depends on: its own `history_blocks`, plus the history of
+        the views it reads less one (a row at b reads their rows b-N+1..b, each looking back its own)."""
+        view = self.get(view) if isinstance(view, str) else view
+        return self.declared_history(view) + max((self.history(u) for u in self.upstream(view)), default=1) - 1
+
+    def declared_history(self, view: FeatureView) -> int:
+        if view.history_blocks is None:
+            raise ConfigError(f"{view.where()}: declares no history_blocks, so its newest row cannot be computed "
+                              "from a window of recent blocks: add `history_blocks` to its header")
+        return view.history_blocks
+
+    def spans(self, names: Sequence[str]) -> dict[str, int]:
+        """{view: blocks of input to compute it on} for the newest row of each named view, every view they
+        read included, in dependency order. A view read by others must be right for every block its
+        readers look back over, so its span grows by theirs."""
+        order = self.resolve(names)
+        rows = {self.get(n).name: 1 for n in names}  # newest rows needed per view
+        for view in reversed(order):
+            for up in self.upstream(view):
+                rows[up.name] = max(rows.get(up.name, 1), rows[view.name] + self.declared_history(view) - 1)
+        return {v.name: rows[v.name] + self.declared_history(v) - 1 for v in order}
+
     def check(self) -> None:
         for view in self.views.values():
             unknown = [r for r in view.reads if not is_input(r, self.views)]

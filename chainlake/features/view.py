@@ -8,6 +8,12 @@ Both kinds carry the same metadata, which the registry, the Dagster assets and t
 - ``description`` and ``owner``;
 - ``ttl_blocks`` (optional): a training frame shows a value for at most this many blocks after its event
   block, then null (Feast's feature-view TTL, in blocks);
+- ``history_blocks`` (optional, required by the online engine): how far back a row looks. A row at block
+  ``b`` depends only on input rows of blocks ``b - N + 1 .. b`` (``N = history_blocks``), where "input rows"
+  follow the window rule of each table (`chainlake.features.inputs.window`: state tables keep the latest
+  row per entity before the window, the token ledger its balances, the mempool the transactions still
+  pending). Views read by the view count as inputs: the registry adds their history to it
+  (`Registry.history`). `chainlake.features.engine.history_check` proves a declaration on data;
 - ``reads``: the tables the view reads, for lineage. SQL views get it from the query's table references,
   polars views from their parameter names.
 
@@ -18,6 +24,7 @@ A SQL view starts with a header of ``-- key: value`` comment lines::
     -- description: mid price per pool per block, forward-filled, and log returns over 1/8/64 blocks
     -- owner: research
     -- ttl_blocks: 64
+    -- history_blocks: 65
     SELECT ...
 
 A polars view is a function decorated with `feature_view`; each parameter is named after a table it reads
@@ -38,7 +45,7 @@ import duckdb
 
 from chainlake.errors import ConfigError
 
-HEADER_FIELDS = ("entity", "event_time", "description", "owner", "ttl_blocks")
+HEADER_FIELDS = ("entity", "event_time", "description", "owner", "ttl_blocks", "history_blocks")
 REQUIRED_FIELDS = ("entity", "event_time", "description", "owner")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _HEADER_LINE = re.compile(r"^--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
@@ -54,6 +61,7 @@ class FeatureView:
     description: str
     owner: str
     ttl_blocks: int | None = None
+    history_blocks: int | None = None
     reads: tuple[str, ...] = ()
     source: Path = Path("<code>")  # a view made in code (tests, benchmarks) has no file
     kind: Literal["sql", "polars"] = "polars"
@@ -75,14 +83,15 @@ class FeatureView:
 
 
 def feature_view(*, entity: str, description: str, owner: str, event_time: str = "block_number",
-                 ttl_blocks: int | None = None) -> Callable[[Callable], Callable]:
+                 ttl_blocks: int | None = None, history_blocks: int | None = None
+                 ) -> Callable[[Callable], Callable]:
     """Mark a polars function as a feature view; the registry picks it up from `features/<name>.py`.
 
     The function keeps working as a plain function; the metadata rides on it as `__feature_view__`.
     """
     def mark(fn: Callable) -> Callable:
         fn.__feature_view__ = {"entity": entity, "event_time": event_time, "description": description,
-                               "owner": owner, "ttl_blocks": ttl_blocks}
+                               "owner": owner, "ttl_blocks": ttl_blocks, "history_blocks": history_blocks}
         return fn
     return mark
 
@@ -162,16 +171,24 @@ def _make_view(path: Path, kind: str, meta: dict, reads: tuple[str, ...], **code
     missing = [f for f in REQUIRED_FIELDS if not str(meta.get(f, "")).strip()]
     if missing:
         raise ConfigError(f"{where}: the header lacks {', '.join(missing)}")
-    ttl = meta.get("ttl_blocks")
-    if ttl is not None:
-        try:
-            ttl = int(ttl)
-        except ValueError:
-            raise ConfigError(f"{where}: ttl_blocks must be a whole number of blocks, not {ttl!r}") from None
-        if ttl < 1:
-            raise ConfigError(f"{where}: ttl_blocks must be at least 1")
+    ttl = _blocks(meta, "ttl_blocks", where)
+    history = _blocks(meta, "history_blocks", where)
     if meta["entity"] == meta["event_time"]:
         raise ConfigError(f"{where}: entity and event_time must be different columns")
     return FeatureView(name=name, entity=str(meta["entity"]), event_time=str(meta["event_time"]),
                        description=str(meta["description"]), owner=str(meta["owner"]), ttl_blocks=ttl,
-                       reads=reads, source=path, kind=kind, **code)
+                       history_blocks=history, reads=reads, source=path, kind=kind, **code)
+
+
+def _blocks(meta: dict, key: str, where: str) -> int | None:
+    """An optional positive whole number of blocks from the header (ttl_blocks, history_blocks)."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be a whole number of blocks, not {value!r}") from None
+    if value < 1:
+        raise ConfigError(f"{where}: {key} must be at least 1")
+    return value
