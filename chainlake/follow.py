@@ -148,9 +148,11 @@ def record_state(lake_dir: str | Path, confirmations: int) -> int:
     if head is None:
         return -1
     old = read_follow_state(lake_dir)
-    finalized = max(head - confirmations, old.finalized if old else -1)
-    write_follow_state(lake_dir, FollowState(head=head, finalized=finalized, confirmations=confirmations))
-    return finalized
+    state = FollowState(head=head, finalized=max(head - confirmations, old.finalized if old else -1),
+                        confirmations=confirmations)
+    if state != old:
+        write_follow_state(lake_dir, state)
+    return state.finalized
 
 
 def follow(url: str, lake_dir: str | Path, *, confirmations: int = 12, interval: float = 2.0,
@@ -168,18 +170,20 @@ def follow(url: str, lake_dir: str | Path, *, confirmations: int = 12, interval:
     with RpcClient(url) as client:
         poll = mempool_interval and client.supports("txpool_content")
         with MempoolPoller(url, lake, mempool_interval if poll else None) as poller:
-            while steps is None or len(done) < steps:
-                observed = poller.flush()
-                step = follow_step(client, url, lake, confirmations=confirmations, **options)
-                if observed and not (step.ingested or step.fork is not None):  # else the step rebuilt it already
+            try:
+                while steps is None or len(done) < steps:
+                    observed = poller.flush()
+                    step = follow_step(client, url, lake, confirmations=confirmations, **options)
+                    if observed and not (step.ingested or step.fork is not None):  # else the step rebuilt it
+                        build_mempool(lake)
+                    done.append(step)
+                    if on_step is not None:
+                        on_step(step)
+                    if steps is None or len(done) < steps:
+                        time.sleep(interval)
+            finally:  # Ctrl-C is how a follower normally stops: keep what the txpool showed since the last step
+                if poller.flush():
                     build_mempool(lake)
-                done.append(step)
-                if on_step is not None:
-                    on_step(step)
-                if steps is None or len(done) < steps:
-                    time.sleep(interval)
-        if poller.flush():
-            build_mempool(lake)
     return done
 
 

@@ -6,6 +6,7 @@ since reorgs rewrite history."""
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 import pytest
@@ -154,11 +155,18 @@ def test_cli_follow(chain, tmp_path, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
-def test_follow_polls_the_mempool_between_steps(tmp_path):
-    """Transactions waiting in the txpool while the follower waits are recorded and land in the mempool table."""
+def test_follow_polls_the_mempool_during_and_between_steps(tmp_path, monkeypatch):
+    """Transactions waiting in the txpool are recorded while the follower works (a slow step here) and
+    waits, and land in the mempool table."""
+    from chainlake import follow as following
     from chainlake.devnet import Anvil
-    from chainlake.follow import follow
 
+    def slow_step(*args, **kwargs):  # a long catch-up: the poller's thread keeps polling meanwhile
+        time.sleep(0.3)
+        return real_step(*args, **kwargs)
+
+    real_step = following.follow_step
+    monkeypatch.setattr(following, "follow_step", slow_step)
     with Anvil() as node, RpcClient(node.url) as client:  # manual mining: sent transactions stay pending
         for _ in range(3):
             client.call("evm_mine")
@@ -166,13 +174,15 @@ def test_follow_polls_the_mempool_between_steps(tmp_path):
         hashes = [client.call("eth_sendTransaction", [{"from": sender, "to": sender, "value": hex(i + 1),
                                                        "nonce": hex(i)}]).lower() for i in range(2)]
         lake = tmp_path / "lake"
-        follow(node.url, lake, confirmations=2, interval=0.2, steps=2, mempool_interval=0.05, features=False,
-               datasets=["blocks", "transactions", "logs", "traces"])  # no contracts: no balances to track
+        following.follow(node.url, lake, confirmations=2, interval=0, steps=2, mempool_interval=0.05,
+                         features=False, datasets=["blocks", "transactions", "logs", "traces"])  # no tokens
     mempool = pl.read_parquet(lake / "mempool" / "data.parquet")
     seen = mempool.filter(pl.col("transaction_hash").is_in(hashes))
     assert sorted(seen.get_column("transaction_hash")) == sorted(hashes)
     assert set(seen.get_column("status")) == {"pending"} and set(seen.get_column("first_seen_head")) == {3}
-    assert seen.get_column("sightings").min() >= 2  # polled repeatedly while the follower waited
+    windows = pl.read_parquet(lake / "mempool_observations" / "*.parquet")
+    # no wait between steps (interval 0): only polls during the slow steps can add up to that many sightings
+    assert windows.filter(pl.col("transaction_hash") == hashes[0]).get_column("sightings").max() >= 4
 
 
 def test_dagster_follow_sensor_and_asset(tmp_path):
