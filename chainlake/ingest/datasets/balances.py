@@ -36,7 +36,8 @@ up then down by the same amount, anvil_setBalance there and back) would leave wr
 The exact path (fallback): candidate blocks are gathered cheaply, then *confirmed* with historical calls,
 so a false candidate costs one call and never a row:
 - ERC-20: any log of a tracked token that mentions the address in a topic or in its data (Transfer,
-  and also WETH's Deposit/Withdrawal, mints, burns);
+  and also WETH's Deposit/Withdrawal, mints, burns); and, for a token without code at the first block,
+  the block where it gets its code (null turns into a value there: `deploy_candidates`);
 - native: from `trace_block`, every transaction it sent (gas) and every trace moving value to or from it
   (top-level and internal calls, creates, selfdestructs, rewards); from the headers, blocks it mined
   (fees) and withdrawals to it. Without a trace method every block is a candidate (exact, but more calls).
