@@ -1,0 +1,258 @@
+"""Online features: the newest block's feature values, from the same view definitions as the offline state tables.
+
+`OnlineFeatures` keeps a *hot window* of the lake tables the requested views read, in memory: the last N
+blocks, N the longest span `Registry.spans` gives the views (each view's `history_blocks`, view-on-view reads
+added up), cut by the tables' window rule (`chainlake.features.inputs.window`: state tables keep each
+entity's state before the window, the token ledger its balances). It is seeded once from the lake, then
+extended per new block from the node with the lake's own collectors (`chainlake.ingest.datasets`) and
+decoders (`chainlake.decode`): no second implementation of decoding or of any feature. On each block it
+computes only the requested views and the views they read, over the window only (`engine.compute_latest`),
+and returns the block's row. A declared history that is too short is caught by `engine.history_check`;
+the skew tests compare `on_block` with the offline state tables block by block.
+
+A reorg inside the window (a new block whose parent is not the window's head) drops the orphaned blocks
+from the window and fetches the node's chain from the fork on. A reorg deeper than the window, or than the
+ledger's carried balances, cannot be undone in memory: one ConfigError says to start again from the lake.
+
+**Mempool views are not computed online from the node.** Their inputs (`mempool`, `mempool_swaps`,
+`mempool_observations`) are read from the lake at every block (re-read only when their files change), cut
+back to the block like offline. They are exactly as fresh as the lake's last mempool build (`chainlake
+follow` rebuilds it each step): a transaction the watcher saw after that build is missing online, so values
+of `mempool_pressure` can lag the offline ones, which are built later from later sightings. The metadata
+tables (`tokens`, `pools`) are read from the lake the same way (the decoders add new contracts to them).
+
+One DuckDB connection serves the SQL views for the engine's lifetime: opening one costs more than a view
+on a window of a few hundred blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from chainlake.decode.metadata import Metadata
+from chainlake.decode.pipeline import TABLES as DECODED_TABLES
+from chainlake.decode.table import DecodeContext
+from chainlake.errors import ConfigError
+from chainlake.features.engine import compute_latest
+from chainlake.features.frames import parse_refs
+from chainlake.features.inputs import (
+    FEATURE_PREFIX, GRID, LAKE_SCHEMAS, PENDING_TABLES, STATIC_TABLES, scan_lake_table, window,
+)
+from chainlake.features.registry import Registry, load_registry
+from chainlake.ingest.dataset import Context, in_parallel
+from chainlake.ingest.datasets import DATASETS
+from chainlake.ingest.lake import to_table
+from chainlake.ingest.pipeline import plan_methods
+from chainlake.ingest.ranges import BlockRange
+from chainlake.rpc import RpcClient
+
+FETCHED = ("blocks", "transactions", "logs")  # raw datasets a new block is fetched as
+LAKE_READ = STATIC_TABLES | PENDING_TABLES | {"mempool_observations"}  # read from the lake, not the node
+
+
+class OnlineFeatures:
+    """Feature values of each new block for `refs` (`"view"` or `"view:column"`), for `pool` or every pool.
+
+    `on_block(n)` returns {`view__column`: value known once block n was mined} (the training frame's full
+    names); `on_block_frame(n)` the same for every pool, one row each. `timings` holds the seconds of the
+    last call's `fetch` (node + decode) and `features` parts. Use as a context manager or call `close()`.
+    """
+
+    def __init__(self, lake_dir: str | Path, rpc_url: str, refs: Sequence[str], pool: str | None = None,
+                 registry: Registry | None = None):
+        self.lake_dir = Path(lake_dir)
+        self.registry = registry or load_registry()
+        self.wanted = parse_refs(refs, self.registry)
+        self.spans = self.registry.spans(list(self.wanted))  # raises when a view declares no history
+        self.size = max(self.spans.values())
+        self.pool = pool.lower() if pool else None
+        self.tables, self.raw = self._plan()
+        self.timings: dict[str, float] = {}
+        self._lake_cache: dict[str, tuple[tuple, pl.DataFrame]] = {}
+        self.client = RpcClient(rpc_url)
+        self.con = duckdb.connect()
+        self.metadata = Metadata(self.lake_dir, lambda: RpcClient(rpc_url))
+        try:
+            self._ctx = self._context()
+            self.hot = self._seed()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up ----------------------------------------------------------------------------------------
+    def _plan(self) -> tuple[list[str], list[str]]:
+        """(lake tables kept in the hot window, raw datasets fetched per block)."""
+        views = [self.registry.views[name] for name in self.spans]
+        others = [v.where() for v in views if v.entity != "pool"]
+        if others:
+            raise ConfigError(f"online features serve views keyed by pool; {', '.join(others)} is not")
+        reads = {r for v in views for r in v.reads if not r.startswith(FEATURE_PREFIX)}
+        if GRID in reads:
+            reads |= {"pool_reserves", "blocks"}
+        reads = (reads - {GRID}) | {"blocks"}  # blocks: the hashes that reveal a reorg
+        unsupported = sorted(r for r in reads - LAKE_READ if r not in FETCHED and r not in DECODED_TABLES)
+        if unsupported:
+            raise ConfigError(f"online features cannot follow table(s) {', '.join(unsupported)} block by block "
+                              f"(only {', '.join(FETCHED)}, the decoded tables and the lake's mempool and metadata)")
+        hot = sorted(reads - LAKE_READ)
+        raw = {"blocks"} | {r for r in hot if r in FETCHED}
+        raw |= {d for r in hot if r in DECODED_TABLES for d in DECODED_TABLES[r].reads}
+        return hot, sorted(raw, key=FETCHED.index)
+
+    def _context(self) -> Context:
+        chain_id, head = self.client.probe()
+        methods = {}
+        for name in self.raw:
+            methods.update(plan_methods(self.client, DATASETS[name]))
+        return Context(self.client, chain_id, head, methods)
+
+    def _seed(self) -> dict[str, pl.DataFrame]:
+        """The hot window from the lake: its last `size` blocks (and what the window rules carry)."""
+        head = scan_lake_table(self.lake_dir, "blocks").select(pl.col("block_number").max()).collect().item()
+        if head is None:
+            raise ConfigError(f"no blocks in {self.lake_dir}: ingest and decode the lake before following online")
+        self.head = int(head)
+        first = self.head - self.size + 1
+        return {name: window(name, scan_lake_table(self.lake_dir, name), first, self.head).collect()
+                for name in self.tables}
+
+    # -- public API ------------------------------------------------------------------------------------
+    def on_block(self, number: int) -> dict[str, float | None]:
+        """{`view__column`: value} of the pool for block `number` (fetched from the node if new)."""
+        if self.pool is None:
+            raise ConfigError("OnlineFeatures has no pool: pass pool=... or call on_block_frame for every pool")
+        frame = self.on_block_frame(number)
+        row = frame.filter(pl.col("pool") == self.pool)
+        names = [c for c in frame.columns if c != "pool"]
+        return row.drop("pool").to_dicts()[0] if row.height else dict.fromkeys(names)
+
+    def on_block_frame(self, number: int) -> pl.DataFrame:
+        """One row per pool (pool + `view__column` columns) with the values known once `number` was mined."""
+        started = time.perf_counter()
+        self.advance(number)
+        fetched = time.perf_counter()
+        rows = compute_latest(self.registry, list(self.wanted), self._inputs(number), number, self.con)
+        frame = self._assemble(rows)
+        self.timings = {"fetch": fetched - started, "features": time.perf_counter() - fetched}
+        return frame
+
+    def close(self) -> None:
+        for resource in ("metadata", "client", "con"):
+            if getattr(self, resource, None) is not None:
+                getattr(self, resource).close()
+                setattr(self, resource, None)
+
+    def __enter__(self) -> OnlineFeatures:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- following the node ----------------------------------------------------------------------------
+    def advance(self, number: int) -> None:
+        """Bring the window up to block `number`: fetch and decode the blocks after its head, undoing a reorg."""
+        if number < self.head:  # the window holds the longest span back from its head, not from older blocks
+            raise ConfigError(f"block {number} is older than the online window's head {self.head}: read it from "
+                              "the lake's state tables")
+        if number == self.head:
+            return
+        new = self._fetch(self.head + 1, number)
+        parent = new["blocks"].sort("block_number").get_column("parent_hash")[0]
+        if parent != self._hash(self.head):
+            fork = self._fork()
+            self._drop_from(fork)
+            new = self._fetch(fork, number)
+        self._extend(new, number)
+
+    def _fetch(self, first: int, last: int) -> dict[str, pl.DataFrame]:
+        """Raw rows of blocks first..last from the node, in the lake's schemas, then the decoded tables."""
+        rng = BlockRange(first, last)
+        frames = in_parallel(*[lambda name=name: DATASETS[name].collect(self._ctx, rng) for name in self.raw])
+        raw = {name: pl.from_arrow(to_table(frame, LAKE_SCHEMAS[name])) for name, frame in zip(self.raw, frames)}
+        self._check_chain(raw["blocks"], first, last)
+        ctx = DecodeContext(logs=raw.get("logs", pl.DataFrame()), transactions=raw.get("transactions", pl.DataFrame()),
+                            blocks=raw["blocks"], metadata=self.metadata)
+        out = {name: raw[name] for name in self.tables if name in raw}
+        for name in self.tables:
+            if name in DECODED_TABLES:
+                out[name] = pl.from_arrow(to_table(ctx.once(name, DECODED_TABLES[name].build), LAKE_SCHEMAS[name]))
+        return out
+
+    @staticmethod
+    def _check_chain(blocks: pl.DataFrame, first: int, last: int) -> None:
+        """The fetched blocks are first..last and each one's parent is the previous (no reorg mid-fetch)."""
+        blocks = blocks.sort("block_number")
+        if blocks.get_column("block_number").to_list() != list(range(first, last + 1)):
+            raise ConfigError(f"the node did not return blocks {first}..{last}")
+        if blocks.height > 1 and (blocks["parent_hash"][1:] != blocks["block_hash"][:-1]).any():
+            raise ConfigError(f"the node's chain changed while blocks {first}..{last} were fetched: call again")
+
+    def _hash(self, number: int) -> str | None:
+        row = self.hot["blocks"].filter(pl.col("block_number") == number)
+        return row.get_column("block_hash")[0] if row.height else None
+
+    def _fork(self) -> int:
+        """The first block of the window the node no longer has (its hash differs), newest first."""
+        numbers = self.hot["blocks"].sort("block_number", descending=True).get_column("block_number").to_list()
+        answers = self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        fork = None
+        for number, block in zip(numbers, answers):
+            if block is not None and block.get("hash", "").lower() == self._hash(number):
+                return number + 1 if fork is not None else self.head + 1
+            fork = number
+        raise ConfigError(f"a reorg deeper than the online window ({len(numbers)} blocks): start OnlineFeatures "
+                          "again from the lake once it has caught up")
+
+    def _drop_from(self, fork: int) -> None:
+        """Forget every row of blocks >= `fork` (the ledger's carried balances lie before the window)."""
+        self.hot = {name: frame.filter(pl.col("block_number") < fork) for name, frame in self.hot.items()}
+        self.head = fork - 1
+
+    def _extend(self, new: dict[str, pl.DataFrame], last: int) -> None:
+        first = last - self.size + 1
+        for name in self.tables:
+            merged = pl.concat([self.hot[name], new[name]], how="vertical_relaxed")
+            self.hot[name] = window(name, merged.lazy(), first, last).collect()
+        self.head = last
+
+    # -- computing -------------------------------------------------------------------------------------
+    def _inputs(self, number: int) -> dict[str, pl.LazyFrame]:
+        tables = {name: frame.lazy() for name, frame in self.hot.items()}
+        needed = {r for name in self.spans for r in self.registry.views[name].reads}
+        for name in sorted(needed & LAKE_READ):
+            tables[name] = self._lake_table(name).lazy()
+        if self.pool is not None and "pool_reserves" in tables:  # the grid, hence every view, for one pool
+            tables["pool_reserves"] = tables["pool_reserves"].filter(pl.col("pool") == self.pool)
+        return tables
+
+    def _lake_table(self, name: str) -> pl.DataFrame:
+        """A lake-read table (mempool, metadata), read again only when its files changed."""
+        folder = self.lake_dir / name
+        files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+        key = tuple((str(p), p.stat().st_mtime_ns) for p in files)
+        cached = self._lake_cache.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, scan_lake_table(self.lake_dir, name).collect())
+            self._lake_cache[name] = cached
+        return cached[1]
+
+    def _assemble(self, rows: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """The requested columns of each view, as `view__column`, joined on the pool."""
+        frame: pl.DataFrame | None = None
+        for name, columns in self.wanted.items():
+            view = self.registry.views[name]
+            have = [c for c in rows[name].columns if c not in view.keys]
+            columns = have if columns is None else columns
+            unknown = [c for c in columns if c not in have]
+            if unknown:
+                raise ConfigError(f"{view.where()} has no feature {', '.join(map(repr, unknown))} "
+                                  f"(it has: {', '.join(have)})")
+            part = rows[name].select(pl.col(view.entity).alias("pool"),
+                                     *[pl.col(c).alias(f"{name}__{c}") for c in columns])
+            frame = part if frame is None else frame.join(part, on="pool", how="full", coalesce=True)
+        return frame.sort("pool")
