@@ -76,3 +76,14 @@ def feature_lake(devnet, tmp_path_factory):
     lake = tmp_path_factory.mktemp("feature_lake") / "lake"
     reports = fill_lake(devnet, lake, devnet.last_block)
     return lake, reports
+
+
+@pytest.fixture(scope="session")
+def trained_models(feature_lake, tmp_path_factory):
+    """Every policy trained on the session feature lake (small fold settings), in a models folder of its own:
+    (lake, models_dir, TrainResult). Treat both as read-only; copy the lake to write to it."""
+    from rl.pipeline import AgentConfig, train
+
+    lake, _ = feature_lake
+    models = tmp_path_factory.mktemp("trained_models")
+    return lake, models, train(lake, AgentConfig(walk_forward_folds=2, regime_test_rows=60), models)

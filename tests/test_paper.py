@@ -1,0 +1,154 @@
+"""Paper trading: the backtester's env, one decision at a time, on blocks as they land.
+
+The contract: paper trading over blocks the backtester also saw gives exactly the backtest's trades and
+P&L (same fills, fees, gas, slippage and equity, to the last bit), including the landing block's base fee,
+which paper trading must predict from the parent header (EIP-1559) before the block exists.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chainlake.catalog import build_catalog, query
+from chainlake.errors import ConfigError
+from rl.backtest import backtest
+from rl.paper import PaperTrader, load_state, next_base_fee, replay, run_paper
+from rl.pipeline import agent_episode
+from rl.trader import PolicyRunner, order_quantity
+
+
+def momentum(obs: np.ndarray) -> int:
+    """Buys after an up block, sells after a down one: trades on most decisions (log_return_1 is feature 0)."""
+    return 2 if obs[0, 0] > 0 else 0 if obs[0, 0] < 0 else 1
+
+
+def backtest_and_paper(lake, models, name, policy=None, rows=80):
+    runner = PolicyRunner(lake, name, models_dir=models)
+    if policy is not None:
+        runner.policy = policy
+    episode = agent_episode(lake, runner.config)
+    start, stop = len(episode) - rows - 10, len(episode) - 10
+    env_config = runner.config.env_config(episode)
+    result = backtest(episode, runner.policy, env_config, start=start, stop=stop)
+    first, last = int(episode.as_of[start]), int(episode.as_of[stop - 1])
+    trader = replay(runner, range(first - 1, last + runner.stride), capital=env_config.initial_quote)
+    return result, trader
+
+
+@pytest.mark.parametrize("name", ["momentum", "supervised", "tabular"])
+def test_paper_trading_reproduces_the_backtest(trained_models, name):
+    lake, models, _ = trained_models
+    result, trader = backtest_and_paper(lake, models, "supervised" if name == "momentum" else name,
+                                        momentum if name == "momentum" else None)
+    ledger = trader.ledger()
+    fills = ledger.filter(pl.col("traded"))
+    assert ledger.height == result.n_steps
+    assert np.array_equal(ledger.get_column("decision_block").to_numpy(), result.blocks[:-1])
+    assert np.array_equal(ledger.get_column("equity").to_numpy(), result.equity[1:])
+    assert np.array_equal(ledger.get_column("equity_gross").to_numpy(), result.equity_gross[1:])
+    assert np.array_equal(fills.get_column("exec_block").to_numpy(), result.ledger.get_column("block").to_numpy())
+    for column in ("base_delta", "quote_delta", "fee", "gas", "slippage"):
+        assert np.array_equal(fills.get_column(column).to_numpy(), result.ledger.get_column(column).to_numpy()), column
+    if name == "momentum":
+        assert fills.height >= 10 and fills.get_column("base_fee_predicted").all()
+        assert ledger.get_column("sharpe").drop_nulls().len() == ledger.height - 1
+        assert (ledger.get_column("max_drawdown") >= 0).all()
+
+
+def test_a_run_continues_from_its_saved_state(trained_models, tmp_path):
+    """Stopping and resuming (state saved in the lake) gives the same ledger as one uninterrupted run."""
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    runner = PolicyRunner(work, "supervised", models_dir=models)
+    runner.policy = momentum
+    head = int(pl.read_parquet(work / "blocks").get_column("block_number").max())
+    heads = range(head - 60, head - 20)
+    whole = replay(runner, heads)
+    first = PaperTrader(runner)
+    for h in heads[:17]:
+        first.on_head(h)
+    first.save(work)
+    second = PaperTrader(runner, load_state(work, first.state.run_id))
+    for h in heads[17:]:
+        second.on_head(h)
+    path = second.save(work)
+    saved = pl.read_parquet(path).drop("run_id", "decided_at", "decision_ms")
+    assert saved.equals(whole.ledger().drop("run_id", "decided_at", "decision_ms"))
+    build_catalog(work, tmp_path / "c.duckdb")
+    count = query("SELECT count(*) AS n FROM paper_ledger", tmp_path / "c.duckdb", work).column("n")[0].as_py()
+    assert count == saved.height
+
+
+def test_a_stale_feature_store_is_refused(trained_models, tmp_path):
+    """Features built only through an older block than the decision needs are an error, not silent nulls."""
+    from chainlake.features import build_features
+
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    head = int(pl.read_parquet(work / "blocks").get_column("block_number").max())
+    build_features(work, upto=head - 5)
+    runner = PolicyRunner(work, "tabular", models_dir=models)
+    assert np.isfinite(runner.features_at(head - 4)).any()
+    with pytest.raises(ConfigError, match=f"built through block {head - 5}"):
+        runner.features_at(head)
+
+
+@given(base_fee=st.integers(1, 10**12), limit=st.integers(2, 60_000_000), share=st.floats(0, 1))
+@settings(max_examples=200, deadline=None)
+def test_next_base_fee_moves_at_most_an_eighth_toward_the_target(base_fee, limit, share):
+    target = limit // 2
+    used = int(2 * target * share)
+    nxt = next_base_fee(base_fee, used, limit)
+    assert abs(nxt - base_fee) <= max(base_fee // 8, 1)
+    assert nxt > base_fee if used > target else nxt <= base_fee
+
+
+def test_next_base_fee_matches_every_header_of_the_devnet(feature_lake):
+    lake, _ = feature_lake
+    blocks = pl.read_parquet(lake / "blocks").sort("block_number").filter(pl.col("block_number") >= 1)  # block 1: 1 gwei, set by the fork
+    rows = blocks.select("base_fee_per_gas", "gas_used", "gas_limit").rows()
+    predicted = [next_base_fee(*row) for row in rows[:-1]]
+    assert predicted == blocks.get_column("base_fee_per_gas").to_list()[1:]
+    assert len(set(predicted)) > 3  # the base fee actually moved
+
+
+@given(action=st.sampled_from([0, 1, 2]), base=st.floats(0, 100), size=st.floats(0.01, 10), cap=st.floats(0, 100))
+def test_order_quantity_keeps_the_position_limits(action, base, size, cap):
+    qty = order_quantity(action, base, size, cap)
+    assert abs(qty) <= size
+    assert base + qty >= -1e-12
+    if qty > 0:
+        assert base + qty <= max(cap, base) + 1e-9
+
+
+def test_paper_run_on_a_live_node(trained_models, devnet, tmp_path):
+    """`run_paper` follows the node while blocks are mined: decisions every block, fills settled, the ledger
+    in the catalog, each decision timed from the head's arrival."""
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    # one block per 1.2 s: time for a follow step (ingest, decode, features) and a decision in between
+    miner = threading.Thread(target=devnet.devnet.market.run, args=(8,), kwargs={"block_time": 1.2})
+    miner.start()
+    try:
+        report = run_paper(work, devnet.url, "supervised", blocks=6, models_dir=models, timeout=90,
+                           confirmations=4, interval=0.1, datasets=["blocks", "transactions", "logs"])
+    finally:
+        miner.join()
+    assert report.heads >= 6 and report.summary["decisions"] >= 4
+    assert report.summary["decisions"] + report.summary["missed"] >= report.heads - 1
+    ledger = report.ledger
+    assert ledger.get_column("decision_ms").drop_nulls().len() >= 4
+    assert ledger.get_column("decision_block").is_sorted() and ledger.get_column("decision_block").n_unique() == ledger.height
+    build_catalog(work, tmp_path / "c.duckdb")
+    rows = query("SELECT count(*) AS n FROM paper_ledger", tmp_path / "c.duckdb", work).column("n")[0].as_py()
+    assert rows == ledger.height
