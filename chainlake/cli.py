@@ -440,5 +440,65 @@ def follow(
         typer.echo("stopped")
 
 
+def devnet_router(url: str, layout_path: Path = DEFAULT_LAYOUT) -> str | None:
+    """The router of the devnet recorded in warehouse/devnet.json, when `url` is that devnet."""
+    if not layout_path.exists():
+        return None
+    layout = json.loads(layout_path.read_text())
+    return layout["router"] if layout.get("url") == url else None
+
+
+@app.command()
+@user_errors
+def live(
+    policy: str = typer.Option(..., "--policy", help="A trained policy (e.g. supervised or policy_supervised)."),
+    rpc_url: Optional[str] = RpcUrl,
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="File holding the signing key (hex); "
+                                            "default: $CHAINLAKE_PRIVATE_KEY."),
+    router: Optional[str] = typer.Option(None, "--router", help="Uniswap-V2-style router (default: the devnet's)."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", min=1, help="Stop after this many new blocks "
+                                         "(default: until Ctrl-C or the kill file)."),
+    max_position: Optional[float] = typer.Option(None, "--max-position", min=0, help="Most base held (base units)."),
+    max_notional: Optional[float] = typer.Option(None, "--max-notional", min=0, help="Largest trade (quote units)."),
+    max_slippage: float = typer.Option(0.01, "--max-slippage", min=0, max=0.99,
+                                       help="Largest price impact and on-chain slippage bound (0.01 = 1%)."),
+    daily_loss: Optional[float] = typer.Option(None, "--daily-loss", min=0, help="Stop trading for the UTC day "
+                                               "after losing this much (quote units)."),
+    kill_file: Optional[Path] = typer.Option(None, "--kill-file", help="Creating this file stops new orders."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the transactions instead of sending them."),
+    allow_chain_id: Optional[int] = typer.Option(None, "--allow-chain-id", help="Confirm sending on this chain "
+                                                 "id (anything but the devnet's 31337 is refused without it)."),
+    version: Optional[str] = typer.Option(None, "--policy-version", help="Policy version (default: the latest)."),
+    datasets: str = typer.Option("blocks,transactions,logs,traces,balances", "--datasets",
+                                 help="Raw datasets followed into the lake each block (must include blocks)."),
+    models: Path = Models,
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+) -> None:
+    """Trade a stored policy on the DEX with real signed swaps, risk checks, a kill switch and a ledger
+    (table live_ledger): follow the head, reconcile on-chain balances, decide, check, sign and send."""
+    from chainlake.errors import ConfigError
+    from rl.live import LiveConfig, run_policy_live
+    from rl.risk import RiskLimits
+    from rl.wallet import load_wallet
+
+    url = resolve_rpc_url(rpc_url)
+    router = router or devnet_router(url)
+    if router is None:
+        raise ConfigError("no router given: pass --router (only the devnet's is known)")
+    limits = RiskLimits(max_position=max_position, max_notional=max_notional, max_slippage=max_slippage,
+                        daily_loss=daily_loss)
+    addresses, tokens = default_tracked([], [], url)
+    follow_options = {"datasets": split_list(datasets), "addresses": addresses, "tokens": tokens}
+    config = LiveConfig(limits=limits, dry_run=dry_run, allow_chain_id=allow_chain_id, follow_options=follow_options)
+    report = run_policy_live(lake, url, policy, load_wallet(key_file), router, version=version, models_dir=models,
+                             blocks=blocks, config=config, kill_file=kill_file, echo=typer.echo)
+    if report.ledger_path is not None:
+        from chainlake.catalog import build_catalog
+
+        build_catalog(lake, catalog_for(lake, catalog))
+        typer.echo(f"ledger: {report.ledger_path} (catalog view live_ledger)")
+
+
 if __name__ == "__main__":
     app()

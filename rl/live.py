@@ -59,7 +59,6 @@ TRANSFER = event_topic("Transfer(address,address,uint256)")
 DEPOSIT = event_topic("Deposit(address,uint256)")
 WITHDRAWAL = event_topic("Withdrawal(address,uint256)")
 LEDGER = "live_ledger"
-FOLLOW_DATASETS = ("blocks", "transactions", "logs")
 ACTIONS = {SELL: "sell", 1: "hold", BUY: "buy"}
 
 LEDGER_SCHEMA = pa.schema([
@@ -86,7 +85,8 @@ class LiveConfig:
     gas_limit: int = 300_000
     priority_fee: int = GWEI
     follow: bool = True  # catch the lake up at every head (off: the caller keeps it current)
-    follow_datasets: tuple[str, ...] = FOLLOW_DATASETS
+    # to `follow_step`: datasets, addresses, tokens, partition_size (the lake's own, so its follow state holds)
+    follow_options: dict = field(default_factory=dict)
     confirmations: int = 12
     poll_seconds: float = 0.5
 
@@ -343,7 +343,7 @@ class LiveTrader:
         if self._follow_client is None:
             self._follow_client = RpcClient(self.url)
         step = follow_step(self._follow_client, self.url, self.lake_dir, confirmations=self.config.confirmations,
-                           datasets=self.config.follow_datasets)
+                           **self.config.follow_options)
         log.debug("follow: %s", step.summary())
 
     def _note_kill(self) -> None:
