@@ -10,7 +10,7 @@ ANVIL := .tools/anvil/node_modules/.bin/anvil
 CONTRACTS := $(wildcard chainlake/devnet/contracts/*.vy)
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test bench bench-pit bench-rl dev clean
+.PHONY: setup demo test bench bench-pit bench-rl bench-follow dev clean
 
 setup: $(VENV)/.installed $(ANVIL) build/contracts/.compiled $(DAGSTER_HOME)/dagster.yaml
 
@@ -52,6 +52,9 @@ bench-pit: setup
 
 bench-rl: setup
 	$(BIN)/python bench/rl.py
+
+bench-follow: setup
+	$(BIN)/python bench/follow.py
 
 dev: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -m dagster_project.definitions
