@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from chainlake.devnet.anvil import DEVNET_CHAIN_ID
 from chainlake.devnet.rpc import Rpc, RpcError, decode_result, encode_call, event_topic
-from chainlake.errors import ConfigError, NodeError
+from chainlake.errors import ChainlakeError, ConfigError, NodeError
 from chainlake.ingest.lake import write_parquet_atomic
 from rl.env import BUY, SELL
 from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
@@ -147,6 +147,7 @@ class LiveReport:
     reconciled: bool
     mismatches: list[dict]
     killed: str | None
+    in_flight: int
     ledger_path: Path | None
     rows: list[dict] = field(repr=False, default_factory=list)
 
@@ -154,6 +155,7 @@ class LiveReport:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())) or "no orders"
         recon = "balances reconciled" if self.reconciled else f"{len(self.mismatches)} reconciliation mismatch(es)"
         killed = f"; kill switch: {self.killed}" if self.killed else ""
+        killed += f"; {self.in_flight} transaction(s) still in flight" if self.in_flight else ""
         return (f"run {self.run_id}: heads {self.first_head}..{self.last_head}, {counts}; equity "
                 f"{self.start_equity:,.4f} -> {self.end_equity:,.4f}, P&L {self.pnl:+,.4f} "
                 f"(gas {self.gas_eth:.6f} ETH); {recon}{killed}")
@@ -311,20 +313,23 @@ class LiveTrader:
         """The run's settings (never the key): written beside the ledger."""
         return {"run_id": self.run_id, "policy": self.runner.name, "version": self.runner.version,
                 "pool": self.runner.pool, "base": self.runner.base_symbol, "quote": self.runner.quote_symbol,
-                "address": self.address, "router": self.router, "chain_id": self.chain_id, "url": self.url,
+                "address": self.address, "router": self.router, "chain_id": self.chain_id, "node": node_origin(self.url),
                 "first_head": self.first_head, "trade_size": self.trade_size, "max_position": self.max_position,
                 "config": {**asdict(self.config), "limits": asdict(self.config.limits)}}
 
     # ------------------------------------------------------------------ per head
 
-    def step(self) -> int | None:
-        """Handle the node's newest head if it is new (see the module docstring); the head, or None."""
+    def step(self, decide: bool = True) -> int | None:
+        """Handle the node's newest head if it is new (see the module docstring); the head, or None.
+
+        A lake that cannot catch up, or features the policy cannot read, skip this block's decision (one
+        line says why) but never the following of transactions already sent. `decide=False` only follows.
+        """
         head = self.chain.head()
         if head <= self.head:
             return None
         self.head = head
-        if self.config.follow and self.lake_dir is not None:
-            self._follow()
+        followed = self._guarded("the lake did not catch up", self._follow)
         for flight in sorted(self.in_flight.values(), key=lambda f: f.nonce):
             self._track(flight)
         self.mid = self._mid(head)
@@ -332,14 +337,26 @@ class LiveTrader:
         self._roll_day()
         if self.kill.tripped():
             self._note_kill()
-        else:
-            self._decide()
+        elif decide and followed:
+            self._guarded("no decision", self._decide)
         return head
+
+    def _guarded(self, what: str, action: Callable[[], Any]) -> bool:
+        try:
+            action()
+        except ChainlakeError as exc:
+            message = f"block {self.head}: {what}: {self.wallet.redact(str(exc))}"
+            log.warning(message)
+            self.echo(message)
+            return False
+        return True
 
     def _follow(self) -> None:
         from chainlake.follow import follow_step
         from chainlake.rpc import RpcClient
 
+        if not self.config.follow or self.lake_dir is None:
+            return
         if self._follow_client is None:
             self._follow_client = RpcClient(self.url)
         step = follow_step(self._follow_client, self.url, self.lake_dir, confirmations=self.config.confirmations,
@@ -595,6 +612,7 @@ class LiveTrader:
             start_equity=self.start_equity, end_equity=self.equity(), pnl=self.net_value() - self.start_equity,
             gas_eth=self.book.gas_wei / 1e18, statuses=dict(statuses), reconciled=not self.mismatches,
             mismatches=list(self.mismatches), killed=self.kill.reason if self.killed_at is not None else None,
+            in_flight=len(self.in_flight),
             ledger_path=self.ledger.path if self.ledger.rows else None, rows=[dict(r) for r in self.ledger.rows])
 
     def close(self) -> None:
@@ -607,6 +625,14 @@ class LiveTrader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def node_origin(url: str) -> str:
+    """scheme://host:port of a node URL: hosted nodes carry API keys in the path or query, kept out of files."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
 def guard_chain_id(chain_id: int, config: LiveConfig) -> None:
@@ -639,30 +665,38 @@ def describe(tx: dict, sender: str) -> str:
 
 def run_live(rpc_url: str, wallet: Wallet, runner, router: str, lake_dir: str | Path | None, *,
              blocks: int | None = None, config: LiveConfig | None = None, kill_file: str | Path | None = None,
-             echo: Callable[[str], None] = print, on_head: Callable[[int], Any] | None = None) -> LiveReport:
-    """Trade `blocks` new heads (None: until the kill switch), polling the node; the run's report.
+             echo: Callable[[str], None] = print, advance: Callable[[], Any] | None = None) -> LiveReport:
+    """Trade `blocks` new heads (None: until the kill switch); the run's report.
 
-    The kill switch (the file, or SIGINT/SIGTERM/SIGUSR1) stops new orders at once; the loop then waits
-    for the transactions in flight to resolve before it returns.
+    New heads are polled every `config.poll_seconds`, or, with `advance`, made by calling it (e.g.
+    `lambda: devnet.run(1)` on a devnet the caller drives). The kill switch (the file, or SIGINT / SIGTERM /
+    SIGUSR1) stops new orders at once. Either way the loop then follows the transactions still in flight
+    until they resolve (at most `drop_after_blocks` + 2 more heads), so the report's book is settled.
     """
     config = config or LiveConfig()
     kill = KillSwitch(Path(kill_file) if kill_file else None)
     with kill, LiveTrader(rpc_url, wallet, runner, router, lake_dir, config, kill, echo) as trader:
         trader.start()
         heads = 0
-        while blocks is None or heads < blocks:
-            head = trader.step()
-            if head is None:
-                kill.wait(config.poll_seconds)
-                continue
-            heads += 1
-            if on_head is not None:
-                on_head(head)
-            if trader.killed_at is not None and not trader.in_flight:
-                break
+        while (blocks is None or heads < blocks) and not (trader.killed_at is not None and not trader.in_flight):
+            heads += _next_head(trader, kill, config, advance)
+        extra = 0
+        while trader.in_flight and extra < config.drop_after_blocks + 2:
+            extra += _next_head(trader, kill, config, advance, decide=False)
         report = trader.report()
     echo(report.summary())
     return report
+
+
+def _next_head(trader: LiveTrader, kill: KillSwitch, config: LiveConfig, advance, decide: bool = True) -> int:
+    """One step of the loop: 1 if a new head was handled, else 0 (after waiting or advancing the chain)."""
+    if trader.step(decide) is not None:
+        return 1
+    if advance is not None:
+        advance()
+    else:
+        kill.wait(config.poll_seconds)
+    return 0
 
 
 def run_policy_live(lake_dir: str | Path, rpc_url: str, policy: str, wallet: Wallet, router: str, *,

@@ -29,14 +29,14 @@ from chainlake.errors import ConfigError
 from chainlake.follow import follow_step
 from chainlake.rpc import RpcClient
 from rl.env import BUY, HOLD, SELL
-from rl.live import LiveConfig, LiveTrader, guard_chain_id
+from rl.live import LiveConfig, LiveTrader, guard_chain_id, node_origin, run_live
 from rl.pipeline import AgentConfig, train
 from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
 from rl.trader import PolicyRunner
 from rl.wallet import Wallet, load_wallet
 
 ACCOUNTS = {"policy": 30, "scripted": 31, "risk": 32, "kill": 33, "dry": 34, "replace": 35, "drop": 36,
-            "leak": 37, "cli": 38}
+            "leak": 37, "cli": 38, "loop": 39}
 FUNDS = {"WETH": 10, "USDC": 30_000}
 SMALL = AgentConfig(walk_forward_folds=2, regime_test_rows=60)
 DATASETS = ("blocks", "transactions", "logs")
@@ -131,6 +131,18 @@ def test_scripted_swaps_are_mined_and_the_ledger_equals_the_chain(dn, tmp_path):
     assert sql(tmp_path / "lake", "SELECT count(*) FROM live_ledger WHERE status = 'mined'") == [(3,)]
     assert (tmp_path / "lake" / "live_ledger" / f"{t.run_id}.meta.json").exists()
     t.close()
+
+
+def test_run_live_drives_the_chain_and_settles_what_is_in_flight(dn):
+    address, key = dev_account(ACCOUNTS["loop"])
+    lines: list[str] = []
+    report = run_live(dn.url, Wallet(key), Scripted(dn.layout, [SELL]), dn.layout.router, None, blocks=1,
+                      config=LiveConfig(follow=False), echo=lines.append, advance=lambda: dn.run(1))
+    assert report.statuses == {"mined": 1} and report.in_flight == 0 and report.reconciled
+    assert report.last_head == report.first_head + 2  # the decision's head, then the block that mined it
+    assert report.gas_eth > 0 and report.pnl < report.end_equity - report.start_equity  # net of gas
+    assert "balances reconciled" in lines[-1]
+    assert node_origin("https://mainnet.example.io/v3/SECRET?key=abc") == "https://mainnet.example.io"
 
 
 def test_oversize_orders_are_blocked_and_nothing_is_sent(dn, tmp_path):
