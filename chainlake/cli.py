@@ -401,6 +401,52 @@ def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = La
 
 @app.command()
 @user_errors
+def paper(
+    policy: str = typer.Option(..., "--policy", help="Stored policy to trade (e.g. supervised, tabular)."),
+    blocks: int = typer.Option(20, "--blocks", min=1, help="Stop after this many new blocks."),
+    rpc_url: Optional[str] = RpcUrl,
+    version: Optional[str] = typer.Option(None, help="Policy version (default: the latest)."),
+    capital: Optional[float] = typer.Option(None, min=0, help="Starting quote balance (default: the trained "
+                                                              "share of the pool's quote reserve)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Continue this saved paper run."),
+    confirmations: int = typer.Option(12, min=0, help="Deepest reorg expected (as for `chainlake follow`)."),
+    timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds even if blocks stop coming."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Raw datasets the follow loop ingests (must "
+                                           "include blocks; default: all, balances only where addresses are known)."),
+    lake: Path = Lake,
+    catalog: Optional[Path] = Catalog,
+    models: Path = Models,
+) -> None:
+    """Paper-trade a stored policy on new blocks: follow the head, decide for each next block, fill with the
+    backtester's execution model, keep the ledger in table paper_ledger (running Sharpe, drawdown, VaR)."""
+    from chainlake.catalog import build_catalog
+    from rl.paper import run_paper
+
+    url = resolve_rpc_url(rpc_url)
+    addresses, tokens = default_tracked([], [], url)
+    followed = split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
+    catalog_path = catalog_for(lake, catalog)
+
+    def show(row: dict) -> None:
+        fill = (f"{row['side']} {abs(row['base_delta']):.6g} @ {row['exec_price']:.6g} in block {row['exec_block']}"
+                if row["traded"] else "no trade")
+        timing = f", decided in {row['decision_ms']:.0f} ms" if row["decision_ms"] is not None else ""
+        typer.echo(f"block {row['decision_block']}: {fill}; equity {row['equity']:.4f}{timing}")
+
+    try:
+        report = run_paper(lake, url, policy, blocks=blocks, models_dir=models, version=version, capital=capital,
+                           run_id=run_id, confirmations=confirmations, timeout=timeout, on_row=show,
+                           datasets=followed, addresses=addresses, tokens=tokens)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+        return
+    build_catalog(lake, catalog_path)
+    typer.echo(report.text())
+    typer.echo(f"paper_ledger: {report.ledger.height} rows -> {report.path} (catalog view paper_ledger)")
+
+
+@app.command()
+@user_errors
 def follow(
     rpc_url: Optional[str] = RpcUrl,
     confirmations: int = typer.Option(12, min=0, help="Deepest reorg expected; deeper ones stop with an error."),

@@ -9,6 +9,7 @@ from dagster_project.assets.features import load_feature_assets
 from dagster_project.assets.follow import chain_head
 from dagster_project.assets.mempool import mempool, mempool_observations
 from dagster_project.assets.raw import raw_assets
+from dagster_project.assets.trading import paper_job, paper_ledger, paper_trading_sensor
 from dagster_project.resources import AgentSettings, ChainNode, LakeStore
 from dagster_project.sensors import (
     block_partitions_sensor,
@@ -28,10 +29,10 @@ feature_assets, feature_keys = load_feature_assets()  # one asset per file in sq
 
 defs = dg.Definitions(
     assets=[*raw_assets, *decoded_assets, mempool_observations, mempool, mempool_swaps, *feature_assets,
-            policies, backtest_report, chain_head, lake_catalog_asset(feature_keys)],
+            policies, backtest_report, chain_head, paper_ledger, lake_catalog_asset(feature_keys)],
     resources={"chain": ChainNode(), "lake": LakeStore(), "agent": AgentSettings()},
-    jobs=[block_range_job, mempool_job, features_job, retrain_job, follow_job],
-    sensors=[block_partitions_sensor, new_blocks_retrain_sensor, head_follow_sensor],
+    jobs=[block_range_job, mempool_job, features_job, retrain_job, follow_job, paper_job],
+    sensors=[block_partitions_sensor, new_blocks_retrain_sensor, head_follow_sensor, paper_trading_sensor],
     schedules=[mempool_schedule, features_schedule, retrain_schedule],
     executor=dg.in_process_executor,
 )

@@ -106,12 +106,13 @@ follow_job = dg.define_asset_job(
 def head_follow_sensor(context: dg.SensorEvaluationContext, chain: ChainNode,
                        lake: LakeStore) -> dg.RunRequest | dg.SkipReason:
     """Request a `chain_head` run when the node's head is past the lake's newest block, or has a new hash there."""
-    from chainlake.follow import lake_head
+    from chainlake.ingest.reorg import read_follow_state
 
     with RpcClient(chain.url(), **chain.client_options()) as client:
         head = client.block_number()
         newest = client.call("eth_getBlockByNumber", [hex(head), False])["hash"].lower()
-    ours = lake_head(lake.lake)
+    state = read_follow_state(lake.lake)  # the head every followed dataset is complete through
+    ours = None if state is None else state.head
     if ours is not None and ours >= head and context.cursor == newest:
         return dg.SkipReason(f"lake at {ours}, node head {head}: nothing new")
     context.update_cursor(newest)

@@ -277,6 +277,38 @@ def load_state(lake_dir: str | Path, run_id: str) -> PaperState:
     return PaperState.from_json(path.read_text())
 
 
+def latest_run(lake_dir: str | Path, policy: str, version: str) -> PaperState | None:
+    """The newest saved paper run of this policy version in the lake, if any."""
+    folder = Path(lake_dir) / LEDGER / "_state"
+    states = [PaperState.from_json(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    mine = [s for s in states if (s.policy, s.version) == (policy, version)]
+    return max(mine, key=lambda s: (s.last_head or -1, s.run_id)) if mine else None
+
+
+def catch_up(lake_dir: str | Path, policy: str, *, models_dir: str | Path | None = None,
+             capital: float | None = None) -> PaperReport:
+    """Advance the newest paper run of `policy` (or a new one) through every head the lake gained since it
+    last ran: a micro-batch for a scheduler (the Dagster asset) that keeps the lake current with
+    `chainlake.follow`. Decisions it replays were point-in-time all the same, but not made in real time, so
+    their decision_ms is null."""
+    from chainlake.follow import lake_head
+    from rl.policy_store import DEFAULT_MODELS
+
+    runner = PolicyRunner(lake_dir, policy, models_dir=models_dir or DEFAULT_MODELS)
+    state = latest_run(lake_dir, runner.name, runner.version)
+    trader = PaperTrader(runner, state, capital=capital)
+    head = lake_head(lake_dir)
+    if head is None:
+        raise ConfigError(f"the lake {lake_dir} has no blocks yet")
+    first = head if trader.state.last_head is None else trader.state.last_head + 1
+    for h in range(first, head + 1):
+        trader.on_head(h)
+    path = trader.save(lake_dir)
+    ledger = pl.read_parquet(path)
+    summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
+    return PaperReport(trader.state.run_id, ledger, path, summary, head - first + 1, 0)
+
+
 def ledger_summary(ledger: pl.DataFrame, capital: float | None, missed: int = 0) -> dict:
     """P&L and risk of a ledger (the last row's running metrics)."""
     if ledger.height == 0:

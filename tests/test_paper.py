@@ -152,3 +152,56 @@ def test_paper_run_on_a_live_node(trained_models, devnet, tmp_path):
     build_catalog(work, tmp_path / "c.duckdb")
     rows = query("SELECT count(*) AS n FROM paper_ledger", tmp_path / "c.duckdb", work).column("n")[0].as_py()
     assert rows == ledger.height
+
+
+def test_dagster_paper_asset_continues_its_run(trained_models, tmp_path):
+    """`paper_ledger` advances the newest run of the policy through the lake's new heads; the sensor waits for
+    a trained policy."""
+    import dagster as dg
+
+    from dagster_project.assets.trading import paper_ledger, paper_trading_sensor
+    from dagster_project.resources import AgentSettings, LakeStore
+
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    head = int(pl.read_parquet(work / "blocks").get_column("block_number").max())
+    lake_res = LakeStore(lake_dir=str(work), catalog_path=str(tmp_path / "c.duckdb"))
+    agent = AgentSettings(models_dir=str(models))
+    runs = []
+    for _ in range(2):
+        result = dg.materialize([paper_ledger], resources={"lake": lake_res, "agent": agent},
+                                instance=dg.DagsterInstance.ephemeral(), selection=[paper_ledger])
+        assert result.success
+        runs.append(result.get_asset_materialization_events()[0].materialization.metadata["run_id"].value)
+    assert runs[0] == runs[1]  # the second materialization found nothing new and kept the same run
+    rows = query("SELECT count(*) AS n FROM paper_ledger", tmp_path / "c.duckdb", work).column("n")[0].as_py()
+    assert rows == 0  # started at the head: one decision pending, none settled yet
+    state = load_state(work, runs[0])
+    assert state.last_head == head and state.pending is not None and state.pending.block == head + 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization("chain_head"))
+    for models_dir, expected in ((tmp_path / "none", "skip"), (models, "run")):
+        context = dg.build_sensor_context(instance=instance, resources={"agent": AgentSettings(models_dir=str(models_dir))})
+        tick = paper_trading_sensor.evaluate_tick(context)
+        assert (len(tick.run_requests) == 1) == (expected == "run"), tick
+
+
+def test_cli_paper_errors_are_one_line(trained_models, tmp_path):
+    from typer.testing import CliRunner
+
+    from chainlake.cli import app
+
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    for args, message in ((["--policy", "nope"], "policy_nope"),
+                          (["--policy", "supervised", "--run-id", "missing"], "no paper run 'missing'"),
+                          (["--policy", "supervised"], "127.0.0.1:9")):  # nothing listens there
+        out = CliRunner().invoke(app, ["paper", *args, "--blocks", "2", "--lake", str(work), "--models", str(models),
+                                       "--rpc-url", "http://127.0.0.1:9", "--timeout", "5"])
+        assert out.exit_code == 2, out.output
+        assert out.output.startswith("error: ") and out.output.count("\n") == 1 and message in out.output, out.output
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
