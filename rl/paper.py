@@ -345,6 +345,20 @@ class PaperReport:
                 f"{s['max_drawdown']:.4%}; {self.reorgs} reorgs, {s['missed']} decisions missed")
 
 
+def backtest_window(runner: PolicyRunner, first_block: int, last_block: int, capital: float):
+    """The backtester on the decisions first_block..last_block (the blocks a paper or live run traded), with
+    the same policy and starting capital: the reference a paper run must equal and a live run is judged by."""
+    from rl.backtest import backtest
+    from rl.pipeline import agent_episode
+
+    episode = agent_episode(runner.lake_dir, runner.config)
+    rows = np.flatnonzero((episode.as_of >= first_block) & (episode.as_of <= last_block))
+    if len(rows) == 0:
+        raise ConfigError(f"no backtest decisions in blocks {first_block}..{last_block}")
+    config = replace(runner.config.env_config(episode), initial_quote=capital)
+    return backtest(episode, runner.policy, config, start=int(rows[0]), stop=int(rows[-1]) + 1, name=runner.name)
+
+
 def replay(runner: PolicyRunner, heads: range, capital: float | None = None) -> PaperTrader:
     """Paper-trade over past heads of the lake, one head at a time (as if each had just landed)."""
     trader = PaperTrader(runner, capital=capital)

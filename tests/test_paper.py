@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from chainlake.catalog import build_catalog, query
 from chainlake.errors import ConfigError
-from rl.backtest import backtest
-from rl.paper import PaperTrader, load_state, next_base_fee, replay, run_paper
+from rl.paper import PaperTrader, backtest_window, load_state, next_base_fee, replay, run_paper
 from rl.pipeline import agent_episode
 from rl.trader import PolicyRunner, order_quantity
 
@@ -34,11 +33,10 @@ def backtest_and_paper(lake, models, name, policy=None, rows=80):
     if policy is not None:
         runner.policy = policy
     episode = agent_episode(lake, runner.config)
-    start, stop = len(episode) - rows - 10, len(episode) - 10
-    env_config = runner.config.env_config(episode)
-    result = backtest(episode, runner.policy, env_config, start=start, stop=stop)
-    first, last = int(episode.as_of[start]), int(episode.as_of[stop - 1])
-    trader = replay(runner, range(first - 1, last + runner.stride), capital=env_config.initial_quote)
+    first, last = int(episode.as_of[-rows - 10]), int(episode.as_of[-11])
+    capital = runner.config.env_config(episode).initial_quote
+    result = backtest_window(runner, first, last, capital)
+    trader = replay(runner, range(first - 1, last + runner.stride), capital=capital)
     return result, trader
 
 
