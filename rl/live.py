@@ -313,7 +313,8 @@ class LiveTrader:
         """The run's settings (never the key): written beside the ledger."""
         return {"run_id": self.run_id, "policy": self.runner.name, "version": self.runner.version,
                 "pool": self.runner.pool, "base": self.runner.base_symbol, "quote": self.runner.quote_symbol,
-                "address": self.address, "router": self.router, "chain_id": self.chain_id, "node": node_origin(self.url),
+                "address": self.address, "router": self.router, "chain_id": self.chain_id,
+                "node": node_origin(self.url),
                 "first_head": self.first_head, "trade_size": self.trade_size, "max_position": self.max_position,
                 "config": {**asdict(self.config), "limits": asdict(self.config.limits)}}
 
@@ -383,7 +384,8 @@ class LiveTrader:
                                 f"{flight.sent_block + 1}..{self.head} holds it")
             receipt = self.chain.receipt(replacement["hash"])
             return self._resolve(flight, "replaced", receipt, replacement)
-        if self.head - flight.sent_block >= self.config.drop_after_blocks and self.chain.transaction(flight.hash) is None:
+        old_enough = self.head - flight.sent_block >= self.config.drop_after_blocks
+        if old_enough and self.chain.transaction(flight.hash) is None:
             self._drop(flight)
 
     def _find_nonce(self, flight: InFlight) -> dict | None:
@@ -648,7 +650,8 @@ def describe_call(data: str) -> str:
     """A router swap's calldata as `name(arg=value, ...)`, for humans."""
     from chainlake.devnet.rpc import decode_call, selector
 
-    for signature, names in ((SWAP_EXACT_IN, ("amountIn", "amountOutMin")), (SWAP_EXACT_OUT, ("amountOut", "amountInMax"))):
+    swaps = ((SWAP_EXACT_IN, ("amountIn", "amountOutMin")), (SWAP_EXACT_OUT, ("amountOut", "amountInMax")))
+    for signature, names in swaps:
         if data.startswith(selector(signature)):
             a, b, path, to, deadline = decode_call(signature, data)
             return (f"{signature.split('(')[0]}({names[0]}={a}, {names[1]}={b}, path={list(path)}, to={to}, "

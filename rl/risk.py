@@ -12,7 +12,8 @@ the ledger as `blocked:<rule>` and nothing is sent. The rules, in the order they
 - `daily_loss`: the book has lost more than the limit since the first block of its UTC day.
 
 The kill switch is a file (checked at every block) or a signal (SIGINT, SIGTERM, SIGUSR1 set a flag): the
-loop stops deciding at the next block, but keeps following the transactions already sent.
+loop stops deciding at the next block, but keeps following the transactions already sent. A second SIGINT
+(Ctrl-C twice) interrupts at once, for when the node itself is gone.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ class KillSwitch:
         self._previous.clear()
 
     def _on_signal(self, signum, frame) -> None:
+        if self._event.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: the user wants out now
+            raise KeyboardInterrupt
         self.trip(f"signal {signal.Signals(signum).name}")
 
     def __enter__(self) -> "KillSwitch":
