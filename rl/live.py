@@ -268,6 +268,12 @@ class LiveTrader:
         """Check the node, the pool and the account; read the starting book; approve the router if needed."""
         self.chain_id = self.chain.chain_id()
         guard_chain_id(self.chain_id, self.config)
+        if self.config.follow and self.lake_dir is not None:  # a bad follow request fails here, not every block
+            from chainlake.follow import FOLLOW_DATASETS, check_request
+
+            options = self.config.follow_options
+            check_request(options.get("datasets", FOLLOW_DATASETS), options.get("addresses", ()),
+                          self.config.confirmations)
         self.head = self.first_head = self.chain.head()
         self._check_router()
         base, quote, eth = self.chain.balances(self.tokens, self.address, self.head)

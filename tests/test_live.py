@@ -350,6 +350,10 @@ def test_a_stored_policy_trades_live_on_the_followed_lake(dn, policy_lake, tmp_p
     runner = PolicyRunner(lake, "sarsa", models_dir=models)
     assert runner.pool == dn.layout.pools["WETH/USDC"].address
     address, key = dev_account(ACCOUNTS["policy"])
+    unfollowable = LiveTrader(dn.url, Wallet(key), runner, dn.layout.router, lake, LiveConfig(), echo=print)
+    with pytest.raises(ConfigError, match="balances"):  # every raw dataset by default: balances need addresses
+        unfollowable.start()
+    unfollowable.close()
     config = LiveConfig(follow_options={"datasets": DATASETS})
     with LiveTrader(dn.url, Wallet(key), runner, dn.layout.router, lake, config, echo=lambda line: None) as t:
         t.start()
