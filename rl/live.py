@@ -16,7 +16,8 @@ Per new head h (`LiveTrader.step`):
 At most one swap is in flight: while one is, new decisions are recorded as `blocked:in_flight` (an order
 that could not land at its decision block has no business being stacked behind another).
 
-Every order is one row of `LAKE/live_ledger/<run_id>.parquet` (catalog view `live_ledger`), rewritten
+Every order is one row of `LAKE/live_ledger/<run_id>.parquet` (catalog view `live_ledger`), and so is every
+hold (kind "decision", status "hold", with the book and the reconciliation at that block), rewritten
 atomically whenever a row changes; the run's settings are in `<run_id>.meta.json` beside it. The key never
 reaches either, nor a log line, nor an error: only the wallet's address does.
 
@@ -480,7 +481,9 @@ class LiveTrader:
         units = int(abs(qty) * self.scale[0])
         if action == SELL:  # the float round trip may ask for a few wei more than the book holds
             units = min(units, max(self.book.base, 0))
-        if units == 0:
+        if units == 0:  # a hold (or an order the position limits cut to nothing): logged, nothing sent
+            self.ledger.add(kind="decision", decision_block=block, action=ACTIONS[action], status="hold",
+                            position=self.position(), cash=self.cash(), equity=value, **self.last_diff)
             return
         row = self.ledger.add(kind="swap", decision_block=block, action=ACTIONS[action], status="new",
                               intended_base=math.copysign(units / self.scale[0], qty))

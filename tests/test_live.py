@@ -42,6 +42,11 @@ SMALL = AgentConfig(walk_forward_folds=2, regime_test_rows=60)
 DATASETS = ("blocks", "transactions", "logs")
 
 
+def orders(rows):
+    """The ledger's order rows (holds are logged as kind 'decision' rows)."""
+    return [r for r in rows if r["kind"] != "decision"]
+
+
 class Scripted:
     """A stand-in for `rl.trader.PolicyRunner` that plays given actions on WETH/USDC (no lake needed)."""
 
@@ -113,7 +118,7 @@ def test_scripted_swaps_are_mined_and_the_ledger_equals_the_chain(dn, tmp_path):
     t = trader(dn, "scripted", [SELL, HOLD, BUY, SELL], lake=tmp_path / "lake")
     start = on_chain(dn, t)
     trade(dn, t, 6)
-    rows = pl.read_parquet(t.ledger.path)
+    rows = pl.read_parquet(t.ledger.path).filter(pl.col("kind") != "decision")
     assert rows.get_column("status").to_list() == ["mined", "mined", "mined"]
     assert rows.get_column("action").to_list() == ["sell", "buy", "sell"]
     base, quote, eth = on_chain(dn, t)
@@ -144,7 +149,7 @@ def test_run_live_drives_the_chain_and_settles_what_is_in_flight(dn):
     report = run_live(dn.url, Wallet(key), Scripted(dn.layout, [SELL]), dn.layout.router, None, blocks=1,
                       config=LiveConfig(follow=False), echo=lines.append, advance=lambda: dn.run(1))
     assert report.statuses == {"mined": 1} and report.in_flight == 0 and report.reconciled
-    approve, swap = report.rows
+    approve, swap = orders(report.rows)
     assert approve["kind"] == "approve" and approve["status"] == "mined" and approve["action"] == f"approve {token}"
     assert swap["nonce"] == approve["nonce"] + 1 and swap["mined_block"] == approve["mined_block"] + 1
     assert report.last_head == report.first_head + 2  # the decision's head, then the block that mined it
@@ -158,13 +163,13 @@ def test_oversize_orders_are_blocked_and_nothing_is_sent(dn, tmp_path):
     t = trader(dn, "risk", [SELL, SELL], lake=tmp_path, limits=limits)  # 5 WETH each, ~15k USDC
     before = nonce(dn, t.address)
     trade(dn, t, 3)
-    rows = pl.read_parquet(t.ledger.path)
+    rows = pl.read_parquet(t.ledger.path).filter(pl.col("kind") != "decision")
     assert rows.get_column("status").to_list() == ["blocked:max_notional", "blocked:max_notional"]
     assert rows.get_column("tx_hash").null_count() == 2 and nonce(dn, t.address) == before
     t.close()
     position = trader(dn, "risk", [BUY], limits=RiskLimits(max_position=FUNDS["WETH"] - 1))
     trade(dn, position, 1)
-    assert [r["status"] for r in position.ledger.rows] == ["blocked:max_position"]
+    assert [r["status"] for r in orders(position.ledger.rows)] == ["blocked:max_position"]
     assert nonce(dn, position.address) == before
     position.close()
 
@@ -197,11 +202,11 @@ def test_kill_file_stops_new_orders_within_one_block_and_in_flight_ones_are_foll
     t.start()
     dn.run(1)
     t.step()  # sends the buy
-    assert [r["status"] for r in t.ledger.rows] == ["sent"]
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["sent"]
     sent_nonce = t.nonce
     kill_file.touch()
     trade(dn, t, 3)
-    assert [r["status"] for r in t.ledger.rows] == ["mined"]  # followed after the trip, nothing new
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["mined"]  # followed after the trip, nothing new
     assert t.killed_at == t.head - 2 and t.nonce == sent_nonce == nonce(dn, t.address)
     assert t.report().killed == f"kill file {kill_file}" and t.report().reconciled
     t.close()
@@ -228,7 +233,7 @@ def test_dry_run_prints_the_transaction_and_sends_nothing(dn, tmp_path):
     dry = [line for line in lines if "would send" in line]
     assert len(dry) == 2 and "swapExactTokensForTokens(amountIn=" in dry[0] and "swapTokensForExactTokens" in dry[1]
     assert f"nonce={before}" in dry[0] and f"from={address}" in dry[0] and "chainId=31337" in dry[0]
-    assert [r["status"] for r in t.ledger.rows] == ["dry_run", "dry_run"]
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["dry_run", "dry_run"]
     assert nonce(dn, address) == before and on_chain(dn, t)[:2] == (t.book.base, t.book.quote)
     assert all(key[2:] not in line for line in lines)
     t.close()
@@ -260,14 +265,14 @@ def test_a_replaced_transaction_is_detected_and_its_replacement_booked(dn, tmp_p
     t = trader(dn, "replace", [BUY], lake=tmp_path)
     dn.run(1)
     t.step()
-    (row,) = t.ledger.rows
+    (row,) = orders(t.ledger.rows)
     replacement = Account.from_key(key).sign_transaction({
         "type": 2, "chainId": 31337, "nonce": row["nonce"], "to": Account.from_key(key).address, "value": 0,
         "gas": 21_000, "maxFeePerGas": 200 * 10**9, "maxPriorityFeePerGas": 5 * 10**9, "data": "0x"})
     with Rpc(dn.url) as rpc:
         replaced_by = rpc.call("eth_sendRawTransaction", replacement.raw_transaction.to_0x_hex())
     trade(dn, t, 2)
-    (row,) = t.ledger.rows
+    (row,) = orders(t.ledger.rows)
     assert row["status"] == "replaced" and row["replaced_by"] == replaced_by
     assert row["actual_base"] == 0 and row["gas_eth"] == pytest.approx(21_000 * 1e-18 * int(
         t.chain.receipt(replaced_by)["effectiveGasPrice"], 16))
@@ -280,16 +285,16 @@ def test_a_dropped_transaction_is_detected_and_its_nonce_reused(dn, tmp_path):
     t = trader(dn, "drop", [BUY, BUY, SELL], lake=tmp_path, drop_after_blocks=2)
     dn.run(1)
     t.step()
-    first = t.ledger.rows[0]
+    first = orders(t.ledger.rows)[0]
     with Rpc(dn.url) as rpc:
         rpc.call("anvil_dropTransaction", first["tx_hash"])
     dn.run(1)
     t.step()  # gone, but only one block old: still in flight, and the next decision waits for it
-    assert [r["status"] for r in t.ledger.rows] == ["sent", "blocked:in_flight"]
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["sent", "blocked:in_flight"]
     trade(dn, t, 3)
     # two blocks after sending it is dropped, and the same step's decision (the sell) goes out with its nonce
-    assert [r["status"] for r in t.ledger.rows] == ["dropped", "blocked:in_flight", "mined"]
-    assert t.ledger.rows[2]["nonce"] == first["nonce"]  # the dropped nonce is used again
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["dropped", "blocked:in_flight", "mined"]
+    assert orders(t.ledger.rows)[2]["nonce"] == first["nonce"]  # the dropped nonce is used again
     assert t.report().reconciled and nonce(dn, address, "latest") == first["nonce"] + 1
     t.close()
 
@@ -324,7 +329,7 @@ def test_the_key_never_leaks(dn, tmp_path, caplog, capsys):
     t.start()
     t.nonce = 0  # long used: the node rejects the swap ("nonce too low")
     trade(dn, t, 1)
-    (row,) = t.ledger.rows
+    (row,) = orders(t.ledger.rows)
     assert row["status"] == "rejected" and row["error"] and t.nonce == nonce(dn, wallet.address)
     t.close()
     written = "".join(p.read_bytes().hex() + p.read_text(errors="replace")
@@ -362,7 +367,7 @@ def test_a_stored_policy_trades_live_on_the_followed_lake(dn, policy_lake, tmp_p
             t.step()  # follows the lake to the head, then decides for the next block
             dn.run(1)
         t.step(decide=False)  # books the last block, sends nothing new
-        rows = pl.DataFrame(t.report().rows)
+        rows = pl.DataFrame(orders(t.report().rows))
         assert t.head == t.first_head + 6 and rows.height >= 1
         mined = rows.filter(pl.col("status") == "mined")
         assert mined.height >= 1 and set(rows.get_column("status")) <= {"mined", "blocked:in_flight"}
@@ -405,8 +410,8 @@ def test_the_cli_trades_a_stored_policy_until_the_kill_file(dn, policy_lake, tmp
     assert "kill switch (kill file" in result.output and "balances reconciled" in result.output
     assert "ledger: " in result.output or "no orders" in result.output
     assert key[2:] not in result.output
-    ledger = []  # the policy may have held at every block it saw (the miner's timing decides which blocks)
-    if "ledger: " in result.output:
-        ledger = sql(lake, f"SELECT status FROM live_ledger WHERE address = '{address}'")
+    decisions = sql(lake, f"SELECT status FROM live_ledger WHERE address = '{address}' AND kind = 'decision'")
+    ledger = sql(lake, f"SELECT status FROM live_ledger WHERE address = '{address}' AND kind = 'swap'")
+    assert len(decisions) + len(ledger) >= 1 and {s for (s,) in decisions} <= {"hold"}  # every decision logged
     assert {s for (s,) in ledger} <= {"mined", "reverted", "blocked:in_flight", "blocked:max_slippage"}
     assert nonce(dn, address, "latest") == start + sum(s in ("mined", "reverted") for (s,) in ledger)
