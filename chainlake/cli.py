@@ -402,7 +402,9 @@ def backtest(pool: Optional[str] = Pool, stride: int = Stride, latency: int = La
 @app.command()
 @user_errors
 def paper(
-    policy: str = typer.Option(..., "--policy", help="Stored policy to trade (e.g. supervised, tabular)."),
+    policy: list[str] = typer.Option(..., "--policy", help="Policy to trade: a stored one (supervised, tabular, "
+                                     "...) or a baseline (momentum, random, ...); repeat it to trade several side "
+                                     "by side on the same blocks."),
     blocks: int = typer.Option(20, "--blocks", min=1, help="Stop after this many new blocks."),
     rpc_url: Optional[str] = RpcUrl,
     version: Optional[str] = typer.Option(None, help="Policy version (default: the latest)."),
@@ -420,29 +422,30 @@ def paper(
     """Paper-trade a stored policy on new blocks: follow the head, decide for each next block, fill with the
     backtester's execution model, keep the ledger in table paper_ledger (running Sharpe, drawdown, VaR)."""
     from chainlake.catalog import build_catalog
-    from rl.paper import run_paper
+    from rl.paper import run_papers
 
     url = resolve_rpc_url(rpc_url)
     addresses, tokens = default_tracked([], [], url)
     followed = split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
     catalog_path = catalog_for(lake, catalog)
 
-    def show(row: dict) -> None:
+    def show(name: str, row: dict) -> None:
         fill = (f"{row['side']} {abs(row['base_delta']):.6g} @ {row['exec_price']:.6g} in block {row['exec_block']}"
                 if row["traded"] else "no trade")
         timing = f", decided in {row['decision_ms']:.0f} ms" if row["decision_ms"] is not None else ""
-        typer.echo(f"block {row['decision_block']}: {fill}; equity {row['equity']:.4f}{timing}")
+        typer.echo(f"{name} block {row['decision_block']}: {fill}; equity {row['equity']:.4f}{timing}")
 
     try:
-        report = run_paper(lake, url, policy, blocks=blocks, models_dir=models, version=version, capital=capital,
-                           run_id=run_id, confirmations=confirmations, timeout=timeout, on_row=show,
-                           datasets=followed, addresses=addresses, tokens=tokens)
+        reports = run_papers(lake, url, policy, blocks=blocks, models_dir=models, version=version, capital=capital,
+                             run_id=run_id, confirmations=confirmations, timeout=timeout, on_row=show,
+                             datasets=followed, addresses=addresses, tokens=tokens)
     except KeyboardInterrupt:
         typer.echo("stopped")
         return
     build_catalog(lake, catalog_path)
-    typer.echo(report.text())
-    typer.echo(f"paper_ledger: {report.ledger.height} rows -> {report.path} (catalog view paper_ledger)")
+    for report in reports:
+        typer.echo(report.text())
+        typer.echo(f"paper_ledger: {report.ledger.height} rows -> {report.path} (catalog view paper_ledger)")
 
 
 @app.command()

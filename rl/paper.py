@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +148,7 @@ class PaperTrader:
 
     def __init__(self, runner: PolicyRunner, state: PaperState | None = None, *, capital: float | None = None):
         self.runner = runner
+        runner.restart()
         self.state = state or PaperState(new_run_id(runner.name), runner.name, runner.version, runner.pool,
                                          capital=capital)
         if (self.state.policy, self.state.version, self.state.pool) != (runner.name, runner.version, runner.pool):
@@ -371,24 +372,36 @@ class _Enough(Exception):
     """Raised from the follow callback once the run has seen its blocks."""
 
 
-def run_paper(lake_dir: str | Path, url: str, policy: str, *, blocks: int, models_dir: str | Path | None = None,
-              version: str | None = None, capital: float | None = None, run_id: str | None = None,
-              confirmations: int = 12, interval: float = 0.25, timeout: float | None = None,
-              on_row: Callable[[dict], None] | None = None, **follow_options) -> PaperReport:
-    """Follow the node for `blocks` new blocks, paper-trading `policy` on each (see the module docstring).
+def run_paper(lake_dir: str | Path, url: str, policy: str, **options) -> PaperReport:
+    """`run_papers` for one policy."""
+    return run_papers(lake_dir, url, [policy], **options)[0]
+
+
+def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, blocks: int,
+               models_dir: str | Path | None = None, version: str | None = None, capital: float | None = None,
+               run_id: str | None = None, confirmations: int = 12, interval: float = 0.25,
+               timeout: float | None = None, on_row: Callable[[str, dict], None] | None = None,
+               **follow_options) -> list[PaperReport]:
+    """Follow the node for `blocks` new blocks, paper-trading each policy on each (see the module docstring):
+    several policies share one follow loop, so they trade exactly the same blocks side by side.
 
     The loop is `chainlake.follow.follow` (reorg check, ingest, decode, mempool polled between steps,
-    features), with the trader run after each step; the ledger is saved after every step, so the catalog's
-    `paper_ledger` view is live. `run_id` continues a saved run. `timeout` (seconds) stops waiting for blocks
-    that do not come. `follow_options` go to `follow_step` (datasets, addresses, tokens, partition_size).
+    features), with the traders run after each step; the ledgers are saved after every step, so the
+    catalog's `paper_ledger` view is live. `run_id` continues a saved run (one policy only). `timeout`
+    (seconds) stops waiting for blocks that do not come. `follow_options` go to `follow_step` (datasets,
+    addresses, tokens, partition_size). `on_row(policy, row)` sees each settled decision.
     """
     from chainlake.follow import follow, lake_head
     from rl.policy_store import DEFAULT_MODELS
 
     if blocks < 1:
         raise ConfigError("--blocks must be >= 1")
-    runner = PolicyRunner(lake_dir, policy, version=version, models_dir=models_dir or DEFAULT_MODELS)
-    trader = PaperTrader(runner, load_state(lake_dir, run_id) if run_id else None, capital=capital)
+    if not policies or len(set(policies)) != len(policies):
+        raise ConfigError(f"give each policy once (got {list(policies)})")
+    if run_id and len(policies) > 1:
+        raise ConfigError("--run-id continues one run: give one policy with it")
+    runners = [PolicyRunner(lake_dir, p, version=version, models_dir=models_dir or DEFAULT_MODELS) for p in policies]
+    traders = [PaperTrader(r, load_state(lake_dir, run_id) if run_id else None, capital=capital) for r in runners]
     seen = {"heads": 0, "reorgs": 0, "last": lake_head(lake_dir)}
 
     def on_step(step) -> None:
@@ -396,16 +409,18 @@ def run_paper(lake_dir: str | Path, url: str, policy: str, *, blocks: int, model
         fork = min((f for f in (step.fork, step.late_fork) if f is not None), default=None)
         if fork is not None:
             seen["reorgs"] += 1
-            trader.on_reorg(fork)
+            for trader in traders:
+                trader.on_reorg(fork)
         head = lake_head(lake_dir)
         if head is None or (seen["last"] is not None and head <= seen["last"] and fork is None):
             return
-        for row in trader.on_head(head, seen_at=arrived):
-            if on_row is not None:
-                on_row(row)
+        for trader in traders:
+            for row in trader.on_head(head, seen_at=arrived):
+                if on_row is not None:
+                    on_row(trader.runner.name, row)
+            trader.save(lake_dir)
         seen["heads"] += head - seen["last"] if seen["last"] is not None and head > seen["last"] else 1
         seen["last"] = head
-        trader.save(lake_dir)
         if seen["heads"] >= blocks:
             raise _Enough
 
@@ -415,7 +430,10 @@ def run_paper(lake_dir: str | Path, url: str, policy: str, *, blocks: int, model
                **follow_options)
     except _Enough:
         pass
-    path = trader.save(lake_dir)
-    ledger = pl.read_parquet(path)
-    summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
-    return PaperReport(trader.state.run_id, ledger, path, summary, seen["heads"], seen["reorgs"])
+    reports = []
+    for trader in traders:
+        path = trader.save(lake_dir)
+        ledger = pl.read_parquet(path)
+        summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
+        reports.append(PaperReport(trader.state.run_id, ledger, path, summary, seen["heads"], seen["reorgs"]))
+    return reports

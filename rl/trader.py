@@ -9,6 +9,10 @@ features, stride, latency, sizing), and answers the three questions a trading lo
   from the feature store's state tables with `training_frame`, oriented to the pool's base like training;
 - what it does (`act`): the policy on the env's observation (features, then the book as shares of its value).
 
+Besides the stored learners, the baselines of `rl.baselines` (momentum, random, buy_and_hold, always_hold)
+can trade too, as controls: with the settings of the newest stored `supervised` policy (same pool, features,
+sizing), version `baseline@<that version>`. A random baseline restarts its generator in each session.
+
 `order_sizes` and `order_quantity` resolve sizes exactly as the env does (`rl.env`): a discrete buy or sell
 trades `trade_size` base, fixed at the start from `trade_fraction` of the book's value; buys stop at
 `max_position`, sells at the base held (no shorting).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -27,11 +32,16 @@ from chainlake.features import load_registry, training_frame
 from chainlake.features.frames import built_through
 from chainlake.features.inputs import scan_lake_table
 from rl.data import REGIME, Episode, column_name, episode_from_frame
-from rl.env import BUY, HOLD, SELL
+from rl.baselines import baselines
+from rl.env import BUY, HOLD, SELL, observation_names
 from rl.market import PoolMarket, load_pool_market
 from rl.pipeline import AgentConfig
 from rl.policy_store import DEFAULT_MODELS, StoredPolicy, load_policy
 from rl.tabular import LearnConfig, policy_from_artifact
+
+
+BASELINES = ("momentum", "random", "buy_and_hold", "always_hold")
+SETTINGS_FROM = "supervised"  # the learner every training run stores: baselines borrow its settings
 
 
 def agent_config(meta: dict) -> AgentConfig:
@@ -65,11 +75,17 @@ class PolicyRunner:
     def __init__(self, lake_dir: str | Path, policy: str, *, version: str | None = None,
                  models_dir: str | Path = DEFAULT_MODELS):
         self.lake_dir = Path(lake_dir)
-        self.stored: StoredPolicy = load_policy(policy_name(policy), version, models_dir)
+        if policy in BASELINES:
+            # a baseline trades with the settings of the newest trained policy (pool, features, sizing)
+            self.stored = load_policy(policy_name(SETTINGS_FROM), version, models_dir)
+            self.name, self.version = policy, f"baseline@{self.stored.version}"
+        else:
+            self.stored = load_policy(policy_name(policy), version, models_dir)
+            self.name, self.version = self.stored.name.removeprefix("policy_"), self.stored.version
         meta = self.stored.meta
-        self.name, self.version = self.stored.name.removeprefix("policy_"), self.stored.version
-        self.policy = policy_from_artifact(meta["policy"], self.stored.arrays)
         self.config = agent_config(meta)
+        self.policy = (baseline(policy, tuple(meta["features"]), self.config) if policy in BASELINES
+                       else policy_from_artifact(meta["policy"], self.stored.arrays))
         self.pool = str(meta["pool"]).lower()
         self.stride, self.latency_blocks = self.config.stride, self.config.latency_blocks
         self.refs = tuple(self.config.features)
@@ -84,6 +100,12 @@ class PolicyRunner:
         decimals = token_decimals(self.lake_dir)
         self.base_decimals = decimals.get(self.base_token)
         self.quote_decimals = decimals.get(self.quote_token)
+
+    def restart(self) -> None:
+        """A new session: a baseline starts over (the random one's generator from its seed), as the backtester
+        restarts it at every run; learned policies hold no state."""
+        if self.name in BASELINES:
+            self.policy = baseline(self.name, self.feature_names, self.config)
 
     def __repr__(self) -> str:
         return f"PolicyRunner({self.name} {self.version}, pool {self.pool})"
@@ -133,6 +155,15 @@ class PolicyRunner:
     def mid_at(self, block: int) -> float:
         """Quote per base at the end of `block`, from the lake."""
         return float(self.market(block, block).mid[0])
+
+
+def baseline(name: str, feature_names: tuple[str, ...], config: AgentConfig):
+    """A baseline of `rl.baselines` ready to act on the env's discrete observations (what `begin(env)` would
+    tell it: the action mode and the observation's column names)."""
+    policy = baselines(seed=config.learn.seed)[name]
+    policy.begin(SimpleNamespace(config=SimpleNamespace(action_mode="discrete", trade_fraction=config.trade_fraction),
+                                 obs_names=observation_names(feature_names)))
+    return policy
 
 
 def observation(features: np.ndarray, position_share: float, cash_share: float) -> np.ndarray:

@@ -23,15 +23,8 @@ from rl.pipeline import agent_episode
 from rl.trader import PolicyRunner, order_quantity
 
 
-def momentum(obs: np.ndarray) -> int:
-    """Buys after an up block, sells after a down one: trades on most decisions (log_return_1 is feature 0)."""
-    return 2 if obs[0, 0] > 0 else 0 if obs[0, 0] < 0 else 1
-
-
-def backtest_and_paper(lake, models, name, policy=None, rows=80):
+def backtest_and_paper(lake, models, name, rows=80):
     runner = PolicyRunner(lake, name, models_dir=models)
-    if policy is not None:
-        runner.policy = policy
     episode = agent_episode(lake, runner.config)
     first, last = int(episode.as_of[-rows - 10]), int(episode.as_of[-11])
     capital = runner.config.env_config(episode).initial_quote
@@ -40,11 +33,11 @@ def backtest_and_paper(lake, models, name, policy=None, rows=80):
     return result, trader
 
 
-@pytest.mark.parametrize("name", ["momentum", "supervised", "tabular"])
+@pytest.mark.parametrize("name", ["momentum", "random", "supervised", "tabular"])
 def test_paper_trading_reproduces_the_backtest(trained_models, name):
+    """Learned policies and the baselines (which trade on most blocks), as in `chainlake paper --policy`."""
     lake, models, _ = trained_models
-    result, trader = backtest_and_paper(lake, models, "supervised" if name == "momentum" else name,
-                                        momentum if name == "momentum" else None)
+    result, trader = backtest_and_paper(lake, models, name)
     ledger = trader.ledger()
     fills = ledger.filter(pl.col("traded"))
     assert ledger.height == result.n_steps
@@ -54,7 +47,7 @@ def test_paper_trading_reproduces_the_backtest(trained_models, name):
     assert np.array_equal(fills.get_column("exec_block").to_numpy(), result.ledger.get_column("block").to_numpy())
     for column in ("base_delta", "quote_delta", "fee", "gas", "slippage"):
         assert np.array_equal(fills.get_column(column).to_numpy(), result.ledger.get_column(column).to_numpy()), column
-    if name == "momentum":
+    if name in ("momentum", "random"):
         assert fills.height >= 10 and fills.get_column("base_fee_predicted").all()
         assert ledger.get_column("sharpe").drop_nulls().len() == ledger.height - 1
         assert (ledger.get_column("max_drawdown") >= 0).all()
@@ -65,8 +58,7 @@ def test_a_run_continues_from_its_saved_state(trained_models, tmp_path):
     lake, models, _ = trained_models
     work = tmp_path / "lake"
     shutil.copytree(lake, work)
-    runner = PolicyRunner(work, "supervised", models_dir=models)
-    runner.policy = momentum
+    runner = PolicyRunner(work, "momentum", models_dir=models)
     head = int(pl.read_parquet(work / "blocks").get_column("block_number").max())
     heads = range(head - 60, head - 20)
     whole = replay(runner, heads)
