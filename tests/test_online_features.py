@@ -5,7 +5,9 @@ same view definitions, equal the offline state tables.
   node block by block; every value equals the offline state row of the same block (built on the whole chain);
 - on random markets (hypothesis): every shipped view's row at a random block is the same computed from its
   declared history only (`history_check`), and end to end from the windows `compute_latest` uses online;
-- a control: a view declaring too short a history fails that check.
+- a control: a view declaring too short a history fails that check;
+- a reorg (`anvil_reorg`, a devnet of its own) while following: the values after it equal those of a lake
+  ingested from the final chain, and the window holds no orphaned row.
 
 `mempool_pressure` is left out of the devnet comparison on purpose: online it reads the lake's mempool as of
 the lake's last mempool build (see `chainlake.features.online`), while the offline table was built from every
@@ -26,11 +28,15 @@ from lakes import fill_lake
 from polars.testing import assert_frame_equal
 from test_feature_views import SHIPPED, regime_market, random_market, shipped_registry
 
+from chainlake.decode import decode
+from chainlake.devnet import Devnet
 from chainlake.errors import ConfigError
-from chainlake.features import compute_view
+from chainlake.features import build_features, compute_view
 from chainlake.features.engine import compute_latest, history_check, state_path
 from chainlake.features.online import OnlineFeatures
 from chainlake.features.registry import Registry
+from chainlake.ingest import ingest
+from chainlake.rpc import RpcClient
 
 ONLINE_BLOCKS = 5  # blocks followed online after the lake's head
 NOT_ONLINE = {"mempool_pressure": "reads the lake's mempool as of its last build, not the node"}
@@ -54,22 +60,31 @@ def assert_same(got: pl.DataFrame, want: pl.DataFrame) -> None:
     assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9, abs_tol=1e-12, check_dtypes=True)
 
 
+def assert_frame_is_offline(frame: pl.DataFrame, lake, names, block: int, pool: str | None = None) -> None:
+    """Every view's columns of an online frame equal the offline state rows of `block` in `lake` (of `pool`)."""
+    registry = shipped_registry()
+    for name in names:
+        columns = [c for c in frame.columns if c.startswith(f"{name}__")]
+        got = frame.select("pool", *[pl.col(c).alias(c.removeprefix(f"{name}__")) for c in columns])
+        want = offline_rows(lake, registry.get(name), block)
+        want = want if pool is None else want.filter(pl.col("pool") == pool)
+        assert set(got["pool"]) == set(want["pool"]), name
+        assert_same(got.filter(pl.col("pool").is_in(want["pool"].implode())), want.select(got.columns))
+
+
+def read_lake(lake, name: str) -> pl.DataFrame:
+    return pl.read_parquet(sorted((lake / name).rglob("*.parquet")))
+
+
 def test_online_values_equal_the_offline_state_tables(devnet, feature_lake, head_lake):
     full_lake, _ = feature_lake
-    registry = shipped_registry()
     names = sorted(SHIPPED - set(NOT_ONLINE))
     with OnlineFeatures(head_lake, devnet.url, names) as online:
         assert online.head == devnet.last_block - ONLINE_BLOCKS
         for block in range(online.head + 1, devnet.last_block + 1):
             frame = online.on_block_frame(block)
             assert frame.height > 0 and online.timings["features"] > 0
-            for name in names:
-                view = registry.get(name)
-                columns = [c for c in frame.columns if c.startswith(f"{name}__")]
-                got = frame.select("pool", *[pl.col(c).alias(c.removeprefix(f"{name}__")) for c in columns])
-                want = offline_rows(full_lake, view, block)
-                assert_same(got.filter(pl.col("pool").is_in(want["pool"].implode())), want.select(got.columns))
-                assert set(got["pool"]) == set(want["pool"])
+            assert_frame_is_offline(frame, full_lake, names, block)
 
 
 def test_online_one_pool_and_named_columns(devnet, feature_lake, head_lake):
@@ -88,6 +103,20 @@ def test_online_one_pool_and_named_columns(devnet, feature_lake, head_lake):
         assert (got is None and want is None) or math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def test_online_one_pool_equals_the_offline_rows_of_that_pool(devnet, feature_lake, head_lake):
+    """With pool=..., the window keeps only the pool's own event rows: every view's value of that pool is
+    still the offline one, block by block."""
+    full_lake, _ = feature_lake
+    names = sorted(SHIPPED - set(NOT_ONLINE))
+    pools = pl.read_parquet(state_path(full_lake, "mid_price"))["pool"].unique().sort()
+    pool = pools[len(pools) // 2]
+    with OnlineFeatures(head_lake, devnet.url, names, pool=pool) as online:
+        for block in range(online.head + 1, devnet.last_block + 1):
+            frame = online.on_block_frame(block)
+            assert frame["pool"].to_list() == [pool]
+            assert_frame_is_offline(frame, full_lake, names, block, pool)
+
+
 def test_online_refuses_old_blocks_and_views_without_history(devnet, head_lake):
     with OnlineFeatures(head_lake, devnet.url, ["price_impact"]) as online:
         with pytest.raises(ConfigError, match="older than the online window"):
@@ -99,6 +128,39 @@ def test_online_refuses_old_blocks_and_views_without_history(devnet, head_lake):
     others = [v for v in registry.views.values() if v.name != "price_impact"]
     with pytest.raises(ConfigError, match="declares no history_blocks"):
         OnlineFeatures(head_lake, devnet.url, ["price_impact"], registry=Registry.from_views([*others, bare]))
+
+
+def test_online_values_after_a_reorg_equal_a_lake_of_the_final_chain(tmp_path):
+    """Follow 3 blocks, replace the last 2 by empty ones (`anvil_reorg`), mine 2 more: the next block reveals
+    the fork, the window drops the orphaned rows and refetches; every value then equals the offline one."""
+    names = sorted(SHIPPED - set(NOT_ONLINE))
+    with Devnet(seed=23, txs_per_block=3) as dn, RpcClient(dn.url) as client:
+        dn.run(60)
+        lake, fresh = tmp_path / "lake", tmp_path / "fresh"
+        start = client.block_number()
+        ingest(dn.url, f"0:{start + 1}", ["blocks", "transactions", "logs"], lake, partition_size=50)
+        decode(lake, f"0:{start + 1}", rpc_url=dn.url)
+        with OnlineFeatures(lake, dn.url, names) as online:
+            for _ in range(3):
+                dn.market.step()
+                online.on_block_frame(client.block_number())
+            before = online.hot["blocks"].filter(pl.col("block_number") > start)
+            client.call("anvil_reorg", [2, []])  # the last 2 blocks replaced, their txs dropped
+            for _ in range(2):
+                client.call("evm_mine")
+            head = client.block_number()
+            frames = {block: online.on_block_frame(block) for block in (head - 1, head)}
+            window = {name: online.hot[name].filter(pl.col("block_number") > start) for name in online.tables}
+        ingest(dn.url, f"0:{head + 1}", ["blocks", "transactions", "logs"], fresh, partition_size=50)
+        decode(fresh, f"0:{head + 1}", rpc_url=dn.url)
+    build_features(fresh, names)
+    orphaned = before.join(window["blocks"], on="block_hash", how="anti")
+    assert orphaned.height == 2  # the reorg did replace blocks the window held
+    for name, rows in window.items():  # no orphaned row left, nothing missing
+        want = read_lake(fresh, name).filter(pl.col("block_number") > start)
+        assert_frame_equal(rows.sort(rows.columns), want.select(rows.columns).sort(rows.columns), check_exact=True)
+    for block, frame in frames.items():
+        assert_frame_is_offline(frame, fresh, names, block)
 
 
 # --- the window rule on random markets ----------------------------------------------------------------------

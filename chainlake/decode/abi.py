@@ -24,6 +24,7 @@ is empty, or a non-standard contract reusing the topic0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import polars as pl
 
@@ -127,6 +128,19 @@ def shape_filter(event: Event) -> pl.Expr:
 def decode_event(logs: pl.DataFrame, event: Event) -> pl.DataFrame:
     """The logs of `event` (by shape), decoded: LOG_COLUMNS plus one column (or pair) per input."""
     matching = logs.filter(shape_filter(event))
+    if matching.height == 0:  # the usual case for most events in one block: no conversion to run
+        return _no_events(event, tuple(matching.select(LOG_COLUMNS).schema.items()))
+    return _decode_matching(matching, event)
+
+
+@lru_cache(maxsize=64)
+def _no_events(event: Event, log_schema: tuple[tuple[str, pl.DataType], ...]) -> pl.DataFrame:
+    """The decoded frame of no logs (its columns and types), built once per event and log schema."""
+    return _decode_matching(pl.DataFrame(schema=dict(log_schema)).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in ("topic1", "topic2", "topic3", "data")), event)
+
+
+def _decode_matching(matching: pl.DataFrame, event: Event) -> pl.DataFrame:
     words = [pl.col(f"topic{i + 1}").str.slice(2, WORD).alias(f"__w_{name}")
              for i, (name, _) in enumerate(event.indexed)]
     words += [pl.col("data").str.slice(2 + WORD * j, WORD).alias(f"__w_{name}")

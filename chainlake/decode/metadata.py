@@ -125,12 +125,18 @@ class Metadata:
 
     `client` is a factory called at most once, the first time something is missing, so decoding a range
     whose contracts are all cached needs no node at all.
+
+    What was read is kept in memory for the object's lifetime: entries never change (immutable contract
+    facts, see the module docstring), so the lake files are read again only when a contract unknown to
+    memory is asked for (another writer may have added it meanwhile), and the node only when the lake
+    lacks it too. A long-lived instance (the online engine's) thus decodes a block without any file read.
     """
 
     def __init__(self, lake_dir: str | Path, client: Callable[[], RpcClient] | None):
         self.lake_dir = Path(lake_dir)
         self._factory = client
         self._client: RpcClient | None = None
+        self._memory: dict[str, tuple[pl.DataFrame, frozenset[str]]] = {}
 
     def client(self) -> RpcClient:
         if self._client is None:
@@ -161,18 +167,28 @@ class Metadata:
 
     def _ensure(self, table: str, wanted: list[str], read: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
         key = "token" if table == "tokens" else "pool"
+        cached, known = self._memory.get(table, (None, frozenset()))
+        if cached is None or not known.issuperset(wanted):
+            cached = self._load(table, key, wanted, read)
+            self._memory[table] = (cached, frozenset(cached[key].to_list()))
+        if not wanted:
+            return cached.clear()
+        return cached.filter(pl.col(key).is_in(wanted))
+
+    def _load(self, table: str, key: str, wanted: list[str], read: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
+        """The lake's table with every `wanted` entry, those missing read from the node and written first."""
         cached = read_metadata(self.lake_dir, table)
         missing = sorted(set(wanted) - set(cached[key].to_list()))
-        if missing:
-            fresh = read(missing)
-            path = metadata_path(self.lake_dir, table)
-            with partition_lock(path.parent):  # another writer may have added entries meanwhile
-                current = read_metadata(self.lake_dir, table)
-                fresh = fresh.filter(~pl.col(key).is_in(current[key].implode()))
-                merged = pl.concat([current, fresh], how="vertical_relaxed").sort(key)
-                write_parquet_atomic(path, to_table(merged, METADATA_SCHEMAS[table]))
-            cached = merged
-        return cached.filter(pl.col(key).is_in(wanted))
+        if not missing:
+            return cached
+        fresh = read(missing)
+        path = metadata_path(self.lake_dir, table)
+        with partition_lock(path.parent):  # another writer may have added entries meanwhile
+            current = read_metadata(self.lake_dir, table)
+            fresh = fresh.filter(~pl.col(key).is_in(current[key].implode()))
+            merged = pl.concat([current, fresh], how="vertical_relaxed").sort(key)
+            write_parquet_atomic(path, to_table(merged, METADATA_SCHEMAS[table]))
+        return merged
 
     def _read_tokens(self, tokens: list[str]) -> pl.DataFrame:
         calls = [(t, SELECTORS[f]) for t in tokens for f in ("decimals", "symbol")]

@@ -28,6 +28,7 @@ path (`chainlake.features.online`) runs the same view definitions this way, no s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from chainlake.errors import ConfigError
-from chainlake.features.inputs import FEATURE_PREFIX, clip_all, resolve_inputs, window_inputs
+from chainlake.features.inputs import FEATURE_PREFIX, GRID, clip_all, resolve_inputs, window_inputs
 from chainlake.features.registry import Registry, load_registry
 from chainlake.features.view import FeatureView
 from chainlake.ingest.lake import write_parquet_atomic
@@ -104,14 +105,15 @@ def check_rows(view: FeatureView, frame: pl.DataFrame) -> pl.DataFrame:
     if len(frame.columns) < 3:
         raise ConfigError(f"{view.where()}: the result has no feature column besides its keys")
     keys = list(view.keys)
-    if frame.select(pl.any_horizontal(pl.col(keys).is_null()).any()).item():
+    nulls, duplicated = frame.select(pl.any_horizontal(pl.col(keys).is_null()).any().alias("nulls"),
+                                     pl.struct(keys).is_duplicated().sum().alias("duplicated")).row(0)
+    if nulls:  # one pass for both checks: the online engine runs them on every block
         raise ConfigError(f"{view.where()}: null {view.entity!r} or {view.event_time!r} in the result")
-    frame = frame.with_columns(pl.col(view.event_time).cast(pl.Int64)).sort(keys)
-    duplicated = frame.select(pl.struct(keys).is_duplicated().sum()).item()
     if duplicated:
         raise ConfigError(f"{view.where()}: {duplicated} rows share an ({view.entity}, {view.event_time}) key; "
                           "a view gives one row per entity per block")
-    return frame.select(*keys, pl.exclude(keys))
+    return (frame.lazy().with_columns(pl.col(view.event_time).cast(pl.Int64)).sort(keys)
+            .select(*keys, pl.exclude(keys)).collect())
 
 
 def to_state(view: FeatureView, rows: pl.DataFrame) -> pl.DataFrame:
@@ -215,22 +217,69 @@ def lake_causality_check(lake_dir: str | Path, view: FeatureView, cut: int | Non
 
 
 def compute_latest(registry: Registry, names: Sequence[str], tables: Mapping[str, pl.LazyFrame], block: int,
-                   con: duckdb.DuckDBPyConnection | None = None) -> dict[str, pl.DataFrame]:
+                   con: duckdb.DuckDBPyConnection | None = None,
+                   executor: Executor | None = None) -> dict[str, pl.DataFrame]:
     """The rows at `block` of the named views, computed from windows of `tables` (lake tables, as known
     at `block` or later) only: each view, upstream ones first, on the blocks `Registry.spans` gives it.
 
     Equal to the full computation's rows at `block` when every view's `history_blocks` is right
-    (`history_check`); the online engine calls this on its in-memory window.
+    (`history_check`); the online engine calls this on its in-memory window. The `pool_blocks` grid is
+    built once, for the widest span that reads it: a narrower window's grid is the same rows cut to its
+    blocks (a pool's grid starts at its first reserves row in the window, and a window whose blocks the
+    pool's first row precedes holds a row of it before them: the state row carried, or an earlier one).
+
+    `executor`: views that do not read each other run at once on its threads (polars and DuckDB release
+    the GIL while they compute), each SQL view on its own cursor of `con`. Views are submitted
+    upstream-first, so a view waits only for views already running or done.
     """
     spans = registry.spans(names)
     inputs = dict(tables)
-    out: dict[str, pl.DataFrame] = {}
-    for name, span in spans.items():
-        view = registry.views[name]
-        rows = compute_view(view, window_inputs(view.reads, inputs, block - span + 1, block), con)
-        inputs[view.table] = rows.lazy()
-        out[name] = rows.filter(pl.col(view.event_time) == block)
-    return {registry.get(n).name: out[registry.get(n).name] for n in names}
+    gridded = [spans[name] for name in spans if GRID in registry.views[name].reads]
+    if gridded and GRID not in inputs:  # built once, at the widest span: a narrower one is its cut
+        inputs[GRID] = window_inputs([GRID], inputs, block - max(gridded) + 1, block)[GRID].collect().lazy()
+    if executor is None:
+        rows: dict[str, pl.DataFrame] = {}
+        for name, span in spans.items():
+            rows[name] = _window_rows(registry, name, inputs, rows, block - span + 1, block, con)
+    else:
+        rows = _window_rows_concurrently(registry, spans, inputs, block, con, executor)
+    return {registry.get(n).name: _at(registry.get(n), rows[registry.get(n).name], block) for n in names}
+
+
+def _at(view: FeatureView, rows: pl.DataFrame, block: int) -> pl.DataFrame:
+    return rows.filter(pl.col(view.event_time) == block)
+
+
+def _window_rows(registry: Registry, name: str, inputs: Mapping[str, pl.LazyFrame],
+                 upstream: Mapping[str, pl.DataFrame], first: int, last: int,
+                 con: duckdb.DuckDBPyConnection | None) -> pl.DataFrame:
+    """One view's rows on the window first..last, the views it reads taken from `upstream`."""
+    view = registry.views[name]
+    tables = {**inputs, **{up.table: upstream[up.name].lazy() for up in registry.upstream(view)}}
+    return compute_view(view, window_inputs(view.reads, tables, first, last), con)
+
+
+def _window_rows_concurrently(registry: Registry, spans: Mapping[str, int], inputs: Mapping[str, pl.LazyFrame],
+                              block: int, con: duckdb.DuckDBPyConnection | None,
+                              executor: Executor) -> dict[str, pl.DataFrame]:
+    """`_window_rows` of every view on `executor`, shallowest views first (those reading no view)."""
+    depth: dict[str, int] = {}
+    for name in spans:  # dependency order: a view's upstream views are seen before it
+        depth[name] = 1 + max((depth[u.name] for u in registry.upstream(registry.views[name])), default=-1)
+    futures: dict[str, Future] = {}
+
+    def run(name: str) -> pl.DataFrame:
+        upstream = {u.name: futures[u.name].result() for u in registry.upstream(registry.views[name])}
+        cursor = con.cursor() if con is not None and registry.views[name].kind == "sql" else None
+        try:
+            return _window_rows(registry, name, inputs, upstream, block - spans[name] + 1, block, cursor)
+        finally:
+            if cursor is not None:
+                cursor.close()
+
+    for name in sorted(spans, key=depth.get):  # stable: dependency order within a depth
+        futures[name] = executor.submit(run, name)
+    return {name: future.result() for name, future in futures.items()}
 
 
 def history_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], block: int,

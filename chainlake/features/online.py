@@ -4,11 +4,29 @@
 blocks, N the longest span `Registry.spans` gives the views (each view's `history_blocks`, view-on-view reads
 added up), cut by the tables' window rule (`chainlake.features.inputs.window`: state tables keep each
 entity's state before the window, the token ledger its balances). It is seeded once from the lake, then
-extended per new block from the node with the lake's own collectors (`chainlake.ingest.datasets`) and
+extended per new block from the node with the lake's own converters (`chainlake.ingest.datasets`) and
 decoders (`chainlake.decode`): no second implementation of decoding or of any feature. On each block it
-computes only the requested views and the views they read, over the window only (`engine.compute_latest`),
-and returns the block's row. A declared history that is too short is caught by `engine.history_check`;
-the skew tests compare `on_block` with the offline state tables block by block.
+computes only the requested views and the views they read, each over its own span of the window only
+(`engine.compute_latest`), and returns the block's row. A declared history that is too short is caught by
+`engine.history_check`; the skew tests compare `on_block` with the offline state tables block by block.
+
+What a decision costs is mostly fixed per-call overhead (a polars or DuckDB call on a few hundred rows costs
+about what it costs on one row), so the per-block path does each step once:
+
+- **fetch**: a few new blocks are one JSON-RPC batch (full blocks, block receipts, one eth_getLogs; the
+  transactions only when a decoded table reads them), converted by the datasets' converters; a longer
+  catch-up, or a node without eth_getBlockReceipts, goes through the datasets' collectors;
+- **decode**: only the decoded tables the views read; token and pool metadata stay in memory
+  (`Metadata`), read again only for a contract not seen yet;
+- **window**: new rows are appended; the window rules cut it back every SLACK blocks (a longer window
+  gives the same rows, since every view is computed on its own span of it);
+- **features**: the `pool_blocks` grid is built once per block; views that do not read each other run at
+  once on a small thread pool, SQL views on cursors of one DuckDB connection kept for the engine's
+  lifetime.
+
+With `pool=...`, a pool's own event tables (`POOL_TABLES`: its reserves, swaps, liquidity events,
+sandwiches) hold only that pool's rows, hence the grid too: a view's row of pool P reads only P's rows of
+them (true of every shipped view; the one-pool skew test compares every such value with the offline one).
 
 A reorg inside the window (a new block whose parent is not the window's head) drops the orphaned blocks
 from the window and fetches the node's chain from the fork on. A reorg deeper than the window, or than the
@@ -20,15 +38,14 @@ back to the block like offline. They are exactly as fresh as the lake's last mem
 follow` rebuilds it each step): a transaction the watcher saw after that build is missing online, so values
 of `mempool_pressure` can lag the offline ones, which are built later from later sightings. The metadata
 tables (`tokens`, `pools`) are read from the lake the same way (the decoders add new contracts to them).
-
-One DuckDB connection serves the SQL views for the engine's lifetime: opening one costs more than a view
-on a window of a few hundred blocks.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -46,6 +63,9 @@ from chainlake.features.inputs import (
 from chainlake.features.registry import Registry, load_registry
 from chainlake.ingest.dataset import Context, in_parallel
 from chainlake.ingest.datasets import DATASETS
+from chainlake.ingest.datasets import blocks as blocks_dataset
+from chainlake.ingest.datasets import logs as logs_dataset
+from chainlake.ingest.datasets import transactions as transactions_dataset
 from chainlake.ingest.lake import to_table
 from chainlake.ingest.pipeline import plan_methods
 from chainlake.ingest.ranges import BlockRange
@@ -53,6 +73,10 @@ from chainlake.rpc import RpcClient
 
 FETCHED = ("blocks", "transactions", "logs")  # raw datasets a new block is fetched as
 LAKE_READ = STATIC_TABLES | PENDING_TABLES | {"mempool_observations"}  # read from the lake, not the node
+# Decoded tables whose rows are the events of one pool (its address emitted them): with pool=..., only its rows.
+POOL_TABLES = frozenset({"pool_reserves", "dex_swaps", "liquidity_events", "mev_sandwiches"})
+ONE_BATCH_BLOCKS = 25  # new blocks fetched in one JSON-RPC batch; more (a long pause) go through the collectors
+SLACK = 64  # blocks the hot window grows past its size before it is cut back (cutting it every block costs more)
 
 
 class OnlineFeatures:
@@ -60,7 +84,8 @@ class OnlineFeatures:
 
     `on_block(n)` returns {`view__column`: value known once block n was mined} (the training frame's full
     names); `on_block_frame(n)` the same for every pool, one row each. `timings` holds the seconds of the
-    last call's `fetch` (node + decode) and `features` parts. Use as a context manager or call `close()`.
+    last call's parts: `fetch` (the node, reorg checks included), `decode` (decoding and extending the
+    window) and `features`. Use as a context manager or call `close()`.
     """
 
     def __init__(self, lake_dir: str | Path, rpc_url: str, refs: Sequence[str], pool: str | None = None,
@@ -76,7 +101,9 @@ class OnlineFeatures:
         self._lake_cache: dict[str, tuple[tuple, pl.DataFrame]] = {}
         self.client = RpcClient(rpc_url)
         self.con = duckdb.connect()
-        self.metadata = Metadata(self.lake_dir, lambda: RpcClient(rpc_url))
+        workers = min(len(self.spans), os.cpu_count() or 1)  # views that do not read each other run at once
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="chainlake-online") if workers > 1 else None
+        self.metadata = Metadata(self.lake_dir, lambda: RpcClient(rpc_url))  # kept in memory while we live
         try:
             self._ctx = self._context()
             self.hot = self._seed()
@@ -116,10 +143,17 @@ class OnlineFeatures:
         head = scan_lake_table(self.lake_dir, "blocks").select(pl.col("block_number").max()).collect().item()
         if head is None:
             raise ConfigError(f"no blocks in {self.lake_dir}: ingest and decode the lake before following online")
-        self.head = int(head)
+        self.head = self._cut_at = int(head)
         first = self.head - self.size + 1
-        return {name: window(name, scan_lake_table(self.lake_dir, name), first, self.head).collect()
+        return {name: self._own_pool(name, window(name, scan_lake_table(self.lake_dir, name), first, self.head)).collect()
                 for name in self.tables}
+
+    def _own_pool(self, name: str, frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame | pl.DataFrame:
+        """With pool=..., a pool's own event tables hold only its rows: a view's row of pool P reads only P's
+        rows of them (true of every shipped view; the one-pool skew test compares with the offline rows)."""
+        if self.pool is None or name not in POOL_TABLES:
+            return frame
+        return frame.filter(pl.col("pool") == self.pool)
 
     # -- public API ------------------------------------------------------------------------------------
     def on_block(self, number: int) -> dict[str, float | None]:
@@ -133,15 +167,21 @@ class OnlineFeatures:
 
     def on_block_frame(self, number: int) -> pl.DataFrame:
         """One row per pool (pool + `view__column` columns) with the values known once `number` was mined."""
+        self.timings = {"fetch": 0.0, "decode": 0.0}
         started = time.perf_counter()
         self.advance(number)
-        fetched = time.perf_counter()
-        rows = compute_latest(self.registry, list(self.wanted), self._inputs(number), number, self.con)
+        computing = time.perf_counter()
+        rows = compute_latest(self.registry, list(self.wanted), self._inputs(number), number, self.con,
+                              self.executor)
         frame = self._assemble(rows)
-        self.timings = {"fetch": fetched - started, "features": time.perf_counter() - fetched}
+        self.timings["features"] = time.perf_counter() - computing
+        self.timings["total"] = time.perf_counter() - started
         return frame
 
     def close(self) -> None:
+        if getattr(self, "executor", None) is not None:
+            self.executor.shutdown()
+            self.executor = None
         for resource in ("metadata", "client", "con"):
             if getattr(self, resource, None) is not None:
                 getattr(self, resource).close()
@@ -161,32 +201,77 @@ class OnlineFeatures:
                               "the lake's state tables")
         if number == self.head:
             return
+        started = time.perf_counter()
         new = self._fetch(self.head + 1, number)
-        parent = new["blocks"].sort("block_number").get_column("parent_hash")[0]
+        parent = new["blocks"].get_column("parent_hash")[0]
         if parent != self._hash(self.head):
             fork = self._fork()
             self._drop_from(fork)
             new = self._fetch(fork, number)
-        self._extend(new, number)
+        fetched = time.perf_counter()
+        self._extend(self._decode(new), number)
+        self.timings["fetch"] += fetched - started
+        self.timings["decode"] += time.perf_counter() - fetched
 
     def _fetch(self, first: int, last: int) -> dict[str, pl.DataFrame]:
-        """Raw rows of blocks first..last from the node, in the lake's schemas, then the decoded tables."""
+        """Raw rows of blocks first..last from the node, in the lake's schemas, sorted by block."""
         rng = BlockRange(first, last)
-        frames = in_parallel(*[lambda name=name: DATASETS[name].collect(self._ctx, rng) for name in self.raw])
-        raw = {name: pl.from_arrow(to_table(frame, LAKE_SCHEMAS[name])) for name, frame in zip(self.raw, frames)}
+        if self._one_batch(rng):
+            frames = self._fetch_batch(rng)
+        else:
+            jobs = [lambda name=name: DATASETS[name].collect(self._ctx, rng) for name in self.raw]
+            frames = dict(zip(self.raw, in_parallel(*jobs)))
+        raw = {name: pl.from_arrow(to_table(frames[name], LAKE_SCHEMAS[name])) for name in self.raw}
+        raw["blocks"] = raw["blocks"].sort("block_number")
         self._check_chain(raw["blocks"], first, last)
+        return raw
+
+    def _one_batch(self, rng: BlockRange) -> bool:
+        """A few new blocks from a node serving block receipts: one round trip (`_fetch_batch`)."""
+        receipts = self._ctx.methods.get("receipts", "eth_getBlockReceipts")
+        return rng.count <= ONE_BATCH_BLOCKS and receipts == "eth_getBlockReceipts"
+
+    def _fetch_batch(self, rng: BlockRange) -> dict[str, pl.DataFrame]:
+        """The raw datasets of `rng` from one JSON-RPC batch, converted by the datasets' own converters.
+
+        The collectors send one request per dataset (two for transactions), each a round trip and a thread;
+        for a block or a few, those round trips are most of the time. Here full blocks give the headers and
+        the transaction bodies, eth_getBlockReceipts the receipts and one eth_getLogs the logs: the same
+        JSON the collectors read, hence the same rows.
+        """
+        numbers, full = rng.numbers(), "transactions" in self.raw
+        calls = [("eth_getBlockByNumber", [hex(n), full]) for n in numbers]
+        if full:
+            calls += [("eth_getBlockReceipts", [hex(n)]) for n in numbers]
+        if "logs" in self.raw:
+            calls.append(("eth_getLogs", [{"fromBlock": hex(rng.first), "toBlock": hex(rng.last)}]))
+        answers = self.client.batch(calls)
+        blocks = answers[:len(numbers)]
+        out = {"blocks": blocks_dataset.convert(_frame([_header(b) for b in blocks], blocks_dataset.HEADER))}
+        if full:
+            bodies = transactions_dataset.convert_bodies(_frame(blocks, transactions_dataset.BLOCK))
+            receipts = _frame(answers[len(numbers):2 * len(numbers)], pl.List(transactions_dataset.RECEIPT))
+            out["transactions"] = transactions_dataset.join(
+                bodies, transactions_dataset.convert_receipts(receipts), rng)
+        if "logs" in self.raw:
+            out["logs"] = logs_dataset.convert(_frame(answers[-1:], pl.List(logs_dataset.LOG)))
+        return out
+
+    def _decode(self, raw: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+        """The hot tables' rows of the fetched blocks: raw ones as fetched, decoded ones built by the lake's
+        decoders (only the tables the views read)."""
         ctx = DecodeContext(logs=raw.get("logs", pl.DataFrame()), transactions=raw.get("transactions", pl.DataFrame()),
                             blocks=raw["blocks"], metadata=self.metadata)
-        out = {name: raw[name] for name in self.tables if name in raw}
+        out = {}
         for name in self.tables:
-            if name in DECODED_TABLES:
-                out[name] = pl.from_arrow(to_table(ctx.once(name, DECODED_TABLES[name].build), LAKE_SCHEMAS[name]))
+            frame = raw[name] if name in raw else pl.from_arrow(
+                to_table(ctx.once(name, DECODED_TABLES[name].build), LAKE_SCHEMAS[name]))
+            out[name] = self._own_pool(name, frame)
         return out
 
     @staticmethod
     def _check_chain(blocks: pl.DataFrame, first: int, last: int) -> None:
-        """The fetched blocks are first..last and each one's parent is the previous (no reorg mid-fetch)."""
-        blocks = blocks.sort("block_number")
+        """The fetched blocks (sorted) are first..last and each one's parent is the previous (no reorg mid-fetch)."""
         if blocks.get_column("block_number").to_list() != list(range(first, last + 1)):
             raise ConfigError(f"the node did not return blocks {first}..{last}")
         if blocks.height > 1 and (blocks["parent_hash"][1:] != blocks["block_hash"][:-1]).any():
@@ -214,11 +299,18 @@ class OnlineFeatures:
         self.head = fork - 1
 
     def _extend(self, new: dict[str, pl.DataFrame], last: int) -> None:
-        first = last - self.size + 1
+        """Append the new rows; cut the window back to `size` blocks (by the window rules) every SLACK blocks.
+
+        A longer window is still right: every view is computed on its own span of it (`compute_latest`
+        applies the window rules again), so the cut only bounds memory.
+        """
         for name in self.tables:
-            merged = pl.concat([self.hot[name], new[name]], how="vertical_relaxed")
-            self.hot[name] = window(name, merged.lazy(), first, last).collect()
+            self.hot[name] = pl.concat([self.hot[name], new[name]], how="vertical_relaxed", rechunk=False)
         self.head = last
+        if self.head - self._cut_at >= SLACK:
+            first = last - self.size + 1
+            self.hot = {name: window(name, frame.lazy(), first, last).collect() for name, frame in self.hot.items()}
+            self._cut_at = self.head
 
     # -- computing -------------------------------------------------------------------------------------
     def _inputs(self, number: int) -> dict[str, pl.LazyFrame]:
@@ -226,8 +318,6 @@ class OnlineFeatures:
         needed = {r for name in self.spans for r in self.registry.views[name].reads}
         for name in sorted(needed & LAKE_READ):
             tables[name] = self._lake_table(name).lazy()
-        if self.pool is not None and "pool_reserves" in tables:  # the grid, hence every view, for one pool
-            tables["pool_reserves"] = tables["pool_reserves"].filter(pl.col("pool") == self.pool)
         return tables
 
     def _lake_table(self, name: str) -> pl.DataFrame:
@@ -256,3 +346,16 @@ class OnlineFeatures:
                                      *[pl.col(c).alias(f"{name}__{c}") for c in columns])
             frame = part if frame is None else frame.join(part, on="pool", how="full", coalesce=True)
         return frame.sort("pool")
+
+
+def _frame(results: list, dtype: pl.DataType) -> pl.DataFrame:
+    """Parsed JSON-RPC results as the (`id`, `result`) frame the datasets' converters read."""
+    return pl.DataFrame({"id": list(range(len(results))), "result": results},
+                        schema={"id": pl.Int64, "result": dtype})
+
+
+def _header(block: dict | None) -> dict | None:
+    """A full block as its header (the `blocks` converter reads transaction hashes, not bodies)."""
+    if block is None:
+        return None
+    return {**block, "transactions": [t["hash"] if isinstance(t, dict) else t for t in block["transactions"]]}
