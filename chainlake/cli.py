@@ -221,16 +221,17 @@ def demo(
     seed: int = typer.Option(7, help="Market seed."),
     txs_per_block: int = typer.Option(10, "--txs-per-block"),
     partition_size: int = typer.Option(1000, "--partition-size", help="Blocks per lake partition."),
+    no_trading: bool = typer.Option(False, "--no-trading", help="Skip the closing paper and live trading runs."),
     lake: Path = Lake,
     catalog: Optional[Path] = Catalog,
 ) -> None:
-    """Start the devnet, run the market, materialize every Dagster asset, print a summary.
+    """Start the devnet, run the market, materialize every Dagster asset, paper- and live-trade, print a summary.
 
     The devnet is a new chain each time, so a lake left by an earlier devnet run is replaced."""
     from dagster_project.demo import run_demo
 
     run_demo(blocks=blocks, seed=seed, txs_per_block=txs_per_block, lake_dir=lake, catalog_path=catalog_for(lake, catalog),
-             partition_size=partition_size)
+             partition_size=partition_size, trading=not no_trading)
 
 
 features_app = typer.Typer(help="Feature views (sql/*.sql, features/*.py): list, show, build, training frames.",

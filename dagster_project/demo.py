@@ -30,6 +30,7 @@ from chainlake.ingest import (
 )
 from chainlake.ingest.lake import write_lake_config
 from chainlake.ingest.mempool import MempoolRecorder
+from dagster_project.demo_trading import trading_demo
 from rl.report import comparison_table
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
@@ -150,8 +151,9 @@ def reset_devnet_lake(lake_dir: Path, partition_size: int, console: Console) -> 
 
 
 def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog_path: Path,
-             partition_size: int = DEFAULT_PARTITION_SIZE) -> list[str]:
-    """Run the demo; returns the partition keys it materialized."""
+             partition_size: int = DEFAULT_PARTITION_SIZE, trading: bool = True) -> list[str]:
+    """Run the demo; returns the partition keys it materialized. `trading`: end with short paper and live
+    trading runs (`dagster_project.demo_trading`)."""
     # long lines stay whole in logs and CI output; tables get 140 columns when not on a terminal
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
     if blocks < partition_size:
@@ -163,11 +165,20 @@ def run_demo(blocks: int, seed: int, txs_per_block: int, lake_dir: Path, catalog
         console.print(f"devnet: anvil at {dn.url}, layout in {DEFAULT_LAYOUT}")
         run_market(dn, blocks, lake_dir, instance, console)
         keys = materialize_all(dn.url, dn.market.head, lake_dir, catalog_path, partition_size, instance, console)
+        if trading:
+            started = time.monotonic()
+            trading_table = trading_demo(dn, lake_dir, catalog_path, console)
+            console.print(f"paper and live trading: {time.monotonic() - started:.1f}s")
     console.print(summary_table(keys, catalog_path, lake_dir))
     console.print(features_table(catalog_path, lake_dir))
     frame = query("select count(*) as n from training_frame", catalog_path, lake_dir).to_pylist()[0]["n"]
     console.print(f"training frame: {frame:,} rows (pool x block, every feature as known at that block)")
     console.print(comparison_table(pl.from_arrow(query("select * from backtest_results", catalog_path, lake_dir))))
+    if trading:
+        console.print(trading_table)
+        for name in ("paper_ledger", "live_ledger"):
+            n = query(f"select count(*) as n from {name}", catalog_path, lake_dir).to_pylist()[0]["n"]
+            console.print(f"{name}: {n} rows (chainlake sql \"select * from {name}\")")
     console.print(f"lake:    {lake_dir.resolve()}")
     console.print(f"catalog: {catalog_path.resolve()}")
     console.print('try:     .venv/bin/chainlake sql "select address, count(*) from logs group by 1"')

@@ -307,7 +307,7 @@ def catch_up(lake_dir: str | Path, policy: str, *, models_dir: str | Path | None
     path = trader.save(lake_dir)
     ledger = pl.read_parquet(path)
     summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
-    return PaperReport(trader.state.run_id, ledger, path, summary, head - first + 1, 0)
+    return PaperReport(trader.state.run_id, ledger, path, summary, head - first + 1, 0, trader.state.capital)
 
 
 def ledger_summary(ledger: pl.DataFrame, capital: float | None, missed: int = 0) -> dict:
@@ -334,6 +334,7 @@ class PaperReport:
     summary: dict
     heads: int
     reorgs: int
+    capital: float | None = None  # the run's starting quote balance
 
     def text(self) -> str:
         s = self.summary
@@ -382,7 +383,8 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
                run_id: str | None = None, confirmations: int = 12, interval: float = 0.25,
                timeout: float | None = None, on_row: Callable[[str, dict], None] | None = None,
                **follow_options) -> list[PaperReport]:
-    """Follow the node for `blocks` new blocks, paper-trading each policy on each (see the module docstring):
+    """Catch the lake up with the node, then follow it for `blocks` new blocks, paper-trading each policy on
+    each (see the module docstring):
     several policies share one follow loop, so they trade exactly the same blocks side by side.
 
     The loop is `chainlake.follow.follow` (reorg check, ingest, decode, mempool polled between steps,
@@ -402,7 +404,7 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
         raise ConfigError("--run-id continues one run: give one policy with it")
     runners = [PolicyRunner(lake_dir, p, version=version, models_dir=models_dir or DEFAULT_MODELS) for p in policies]
     traders = [PaperTrader(r, load_state(lake_dir, run_id) if run_id else None, capital=capital) for r in runners]
-    seen = {"heads": 0, "reorgs": 0, "last": lake_head(lake_dir)}
+    seen = {"heads": 0, "reorgs": 0, "last": None}  # the first step catches up: blocks count from its head
 
     def on_step(step) -> None:
         arrived = time.monotonic() - step.seconds  # the step began when the new head was seen
@@ -419,7 +421,8 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
                 if on_row is not None:
                     on_row(trader.runner.name, row)
             trader.save(lake_dir)
-        seen["heads"] += head - seen["last"] if seen["last"] is not None and head > seen["last"] else 1
+        if seen["last"] is not None:
+            seen["heads"] += max(head - seen["last"], 1)
         seen["last"] = head
         if seen["heads"] >= blocks:
             raise _Enough
@@ -435,5 +438,6 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
         path = trader.save(lake_dir)
         ledger = pl.read_parquet(path)
         summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
-        reports.append(PaperReport(trader.state.run_id, ledger, path, summary, seen["heads"], seen["reorgs"]))
+        reports.append(PaperReport(trader.state.run_id, ledger, path, summary, seen["heads"], seen["reorgs"],
+                                   trader.state.capital))
     return reports
