@@ -45,6 +45,7 @@ class LinearQ:
     weights: np.ndarray  # [L, A, F + 1]
     history: list[float] = field(default_factory=list)  # max |dQ| per FQI iteration
     converged: bool = False
+    diverged: bool = False  # FQI with linear features can blow up (the deadly triad): then Q is all zeros
 
     def phi(self, x: np.ndarray) -> np.ndarray:
         z = np.clip((observed_features(x) - self.mean) / self.std, -CLIP, CLIP)
@@ -77,12 +78,19 @@ def fitted_q_iteration(episode, rows: range, spec: TradingSpec, gamma: float = 0
     nxt = np.clip(levels + np.arange(N_ACTIONS)[None, :] - 1, 0, spec.levels - 1)  # [L, A]
     reward = nxt[None] * g[:, None, None] - cost * np.abs(nxt - levels)[None]  # [N, L, A]
     q_now = np.zeros((len(g), spec.levels, N_ACTIONS))
+    bound = diverged_bound(reward, gamma)
     for _ in range(iterations):
         v_next = model.q_all(x_next).max(axis=2)  # [N, L]: max_a' Q(x_{t+1}, p', a')
         y = reward + gamma * v_next[:, nxt]  # [N, L, A]
-        w = np.linalg.solve(gram, phi_now.T @ y.reshape(len(g), -1))  # [F + 1, L * A]
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = np.linalg.solve(gram, phi_now.T @ y.reshape(len(g), -1))  # [F + 1, L * A]
         model.weights = w.T.reshape(spec.levels, N_ACTIONS, -1)
         q_new = model.q_all(x[:-1][ok])
+        if not np.all(np.isfinite(q_new)) or float(np.max(np.abs(q_new))) > bound:
+            # beyond any discounted sum of the rewards seen: the iteration diverges; a zero Q holds
+            model.weights = np.zeros_like(model.weights)
+            model.diverged = True
+            break
         delta = float(np.max(np.abs(q_new - q_now)))
         model.history.append(delta)
         q_now = q_new
@@ -90,6 +98,12 @@ def fitted_q_iteration(episode, rows: range, spec: TradingSpec, gamma: float = 0
             model.converged = True
             break
     return model
+
+
+def diverged_bound(reward: np.ndarray, gamma: float) -> float:
+    """No true Q value exceeds max|r| / (1 - gamma); FQI past 100x that is diverging, not converging."""
+    top = float(np.max(np.abs(reward))) if reward.size else 0.0
+    return 100.0 * max(top, 1e-12) / max(1.0 - gamma, 1e-6)
 
 
 class LinearPolicy(DiscretePolicy):
@@ -123,8 +137,8 @@ def train_linear(episode, split, spec: TradingSpec, gamma: float = 0.99, l2: flo
                  tol: float = 1e-10) -> tuple[LinearPolicy, dict]:
     """Fitted-Q iteration on split.train; the report has the iterations and whether the last change was below tol."""
     model = fitted_q_iteration(episode, split.train, spec, gamma, l2, iterations, tol)
-    report = {"iterations": len(model.history), "final_delta": model.history[-1],
-              "converged": model.converged}
+    report = {"iterations": len(model.history), "final_delta": model.history[-1] if model.history else None,
+              "converged": model.converged, "diverged": model.diverged}
     meta = {"gamma": gamma, "l2": l2, "spec": spec.to_meta(), "feature_names": list(episode.feature_names),
             "fqi": report}
     return LinearPolicy(model, spec.levels, spec.level_share, episode.features.shape[1], meta), report
