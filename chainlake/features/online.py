@@ -101,6 +101,7 @@ class OnlineFeatures:
         self._lake_cache: dict[str, tuple[tuple, pl.DataFrame]] = {}
         self.client = RpcClient(rpc_url)
         self.con = duckdb.connect()
+        self.con.execute("SET threads=1")  # windows of a few hundred rows: DuckDB's own threads only cost wake-ups
         workers = min(len(self.spans), os.cpu_count() or 1)  # views that do not read each other run at once
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="chainlake-online") if workers > 1 else None
         self.metadata = Metadata(self.lake_dir, lambda: RpcClient(rpc_url))  # kept in memory while we live
