@@ -409,7 +409,7 @@ def paper(
     blocks: int = typer.Option(20, "--blocks", min=1, help="Stop after this many new blocks."),
     rpc_url: Optional[str] = RpcUrl,
     version: Optional[str] = typer.Option(None, help="Policy version (default: the latest)."),
-    capital: Optional[float] = typer.Option(None, min=0, help="Starting quote balance (default: the trained "
+    capital: Optional[float] = typer.Option(None, help="Starting quote balance (default: the trained "
                                                               "share of the pool's quote reserve)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Continue this saved paper run."),
     confirmations: int = typer.Option(12, min=0, help="Deepest reorg expected (as for `chainlake follow`)."),

@@ -45,6 +45,7 @@ from chainlake.errors import ConfigError
 from chainlake.features import build_features
 from chainlake.ingest import ingest
 from chainlake.ingest.lake import scan_dataset
+from chainlake.decode.mempool_swaps import build_mempool_swaps
 from chainlake.ingest.mempool import MempoolRecorder, build_mempool
 from chainlake.ingest.pipeline import normalize_addresses, resolve_datasets
 from chainlake.ingest.reorg import FollowState, find_fork, read_follow_state, rollback, write_follow_state
@@ -124,11 +125,18 @@ def follow_step(client: RpcClient, url: str, lake_dir: str | Path, *, confirmati
         step.late_fork = late
     step.finalized = record_state(lake_dir, confirmations)
     if step.ingested or step.fork is not None:
-        build_mempool(Path(lake_dir))
+        rebuild_mempool(lake_dir)
         if features:
             step.features = [r.view.name for r in build_features(lake_dir)]
     step.seconds = time.monotonic() - started
     return step
+
+
+def rebuild_mempool(lake_dir: str | Path) -> None:
+    """The `mempool` table (observations joined with the chain) and its decoded router swaps, which the
+    mempool features read: both, or the features would see pending flow frozen at the last full build."""
+    build_mempool(Path(lake_dir))
+    build_mempool_swaps(lake_dir)
 
 
 def next_block(lake_dir: str | Path, start_block: int) -> int:
@@ -175,7 +183,7 @@ def follow(url: str, lake_dir: str | Path, *, confirmations: int = 12, interval:
                     observed = poller.flush()
                     step = follow_step(client, url, lake, confirmations=confirmations, **options)
                     if observed and not (step.ingested or step.fork is not None):  # else the step rebuilt it
-                        build_mempool(lake)
+                        rebuild_mempool(lake)
                     done.append(step)
                     if on_step is not None:
                         on_step(step)
@@ -183,7 +191,7 @@ def follow(url: str, lake_dir: str | Path, *, confirmations: int = 12, interval:
                         time.sleep(interval)
             finally:  # Ctrl-C is how a follower normally stops: keep what the txpool showed since the last step
                 if poller.flush():
-                    build_mempool(lake)
+                    rebuild_mempool(lake)
     return done
 
 

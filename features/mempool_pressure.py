@@ -4,15 +4,19 @@ A `mempool_swaps` transaction is attributed to the pool of its first hop: the Un
 grid) whose token pair is {path[0], path[1]}. It buys token0 when path[1] is the pool's token0, else it
 sells token0. It is *pending at block b* when
 
-    first_seen_head <= b  AND  (included_block is null OR included_block > b)  AND  last_seen_head >= b
+    first_seen_head <= b - 1  AND  (included_block is null OR included_block > b)  AND  last_seen_head >= b - 1
 
-(seen at head b or earlier, not yet mined, still seen at head b; `last_seen_head` comes from the
-`mempool` table, which `mempool_swaps` does not carry). Amounts: amount_in, or amount_in_max for
+i.e. the pool as it stood when block b arrived: seen before b (while the head was b - 1 or earlier), still
+seen then, and not mined in b or earlier. Sightings made while the head *is* b come after b arrived, so a
+trader deciding on b's arrival (for block b + 1) cannot have them: they count from block b + 1 on. That
+makes the row of block b final the moment b lands, so a decision taken then and the backtest, which reads
+the row later, see the same value (`rl.paper`). `last_seen_head` comes from the `mempool` table, which
+`mempool_swaps` does not carry. Amounts: amount_in, or amount_in_max for
 exact-output swaps (an upper bound), decimal-adjusted. A sell's volume is its token0 in; a buy pays
 token1, converted to token0 at the mid price known at b (the `mid_price` view). Two V2 pools on the same
 pair (forks) would each count the transaction.
 
-Pending intervals become events (+1 at first_seen_head, -1 after the last pending block) summed
+Pending intervals become events (+1 at first_seen_head + 1, -1 after the last pending block) summed
 cumulatively per pool, then as-of joined onto the dense grid: the cost is in transactions, not in
 transactions x blocks. Zeros when nothing is pending; pending_imbalance =
 (buy - sell) / (buy + sell) volume, null when nothing is pending.
@@ -46,8 +50,8 @@ def mempool_pressure(pool_blocks: pl.LazyFrame, pools: pl.LazyFrame, tokens: pl.
     amount = pl.col("amount_raw") / pl.lit(10.0).pow(pl.col("decimals").cast(pl.Float64))
     pending = pl.concat([buys, sells], how="diagonal").select(
         "pool",
-        pl.col("first_seen_head").alias("start"),
-        pl.min_horizontal(pl.col("included_block") - 1, "last_seen_head").alias("end"),  # null: still pending
+        (pl.col("first_seen_head") + 1).alias("start"),
+        pl.min_horizontal(pl.col("included_block") - 1, pl.col("last_seen_head") + 1).alias("end"),  # null: pending
         pl.col("is_buy").cast(pl.Int64).alias("buy_count"),
         (~pl.col("is_buy")).cast(pl.Int64).alias("sell_count"),
         pl.when(~pl.col("is_buy")).then(amount).otherwise(0.0).alias("sell_token0"),

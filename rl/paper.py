@@ -26,10 +26,12 @@ it settles is dropped and made again on the new chain; settled rows stay (they a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,6 +50,7 @@ from rl.metrics import max_drawdown, periods_per_year, sharpe, step_returns, var
 from rl.trader import PolicyRunner
 
 LEDGER = "paper_ledger"
+KEEP = 128  # heads (and settled decisions) remembered for reorgs: deeper than any follow confirmation depth
 ACTION_SIDE = {0: "sell", 1: "hold", 2: "buy"}
 LEDGER_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("policy", pa.string()), ("version", pa.string()), ("pool", pa.string()),
@@ -58,7 +61,7 @@ LEDGER_SCHEMA = pa.schema([
     ("equity_gross", pa.float64()), ("mark_block", pa.int64()), ("reward", pa.float64()),
     ("sharpe", pa.float64()), ("max_drawdown", pa.float64()), ("var_95", pa.float64()),
     ("decided_at", pa.timestamp("us", tz="UTC")), ("decision_ms", pa.float64()),
-    ("base_fee_predicted", pa.bool_()),
+    ("base_fee_predicted", pa.bool_()), ("features_changed", pa.bool_()),
 ])
 
 
@@ -101,6 +104,13 @@ def extend_market(market: PoolMarket, last_block: int, base_fee_gwei: float) -> 
                    eth_price_quote=grow(market.eth_price_quote))
 
 
+def lake_hashes(lake_dir: str | Path, first: int, last: int) -> dict[str, str]:
+    """{block number as text: block hash} for the lake's blocks first..last."""
+    rows = (scan_lake_table(lake_dir, "blocks").filter(pl.col("block_number").is_between(first, last))
+            .select("block_number", "block_hash").collect())
+    return {str(b): h for b, h in rows.iter_rows()}
+
+
 @dataclass
 class Pending:
     """A decision made, not yet settled."""
@@ -127,6 +137,10 @@ class PaperState:
     equity: list[float] = field(default_factory=list)
     missed: int = 0
     dropped: int = 0
+    rewound: int = 0  # settled decisions undone by reorgs
+    hashes: dict[str, str] = field(default_factory=dict)  # block -> hash of the recent heads it traded on
+    history: list[dict] = field(default_factory=list)  # recent settled decisions: block, book before, equity length
+    retract_from: int | None = None  # ledger rows from this decision block on are to be removed at the next save
 
     def to_json(self) -> str:
         data = {**self.__dict__, "pending": None if self.pending is None else self.pending.__dict__}
@@ -174,17 +188,48 @@ class PaperTrader:
         if block is not None and self.state.pending is None and (self.state.last_head is None or head > self.state.last_head):
             self._decide(block, head, seen_at)
         self.state.last_head = head if self.state.last_head is None else max(self.state.last_head, head)
+        self._remember(head)
         self.rows.extend(new)
         return new
 
+    def _remember(self, head: int) -> None:
+        """The hash of each head traded on (the last KEEP), so a later reorg of any of them is noticed."""
+        self.state.hashes.update(lake_hashes(self.runner.lake_dir, head, head))
+        for key in sorted(self.state.hashes, key=int)[:-KEEP]:
+            del self.state.hashes[key]
+
+    def find_fork(self) -> int | None:
+        """The first remembered head whose block the lake no longer has (a reorg the caller did not report)."""
+        if not self.state.hashes:
+            return None
+        blocks = sorted(int(b) for b in self.state.hashes)
+        now = lake_hashes(self.runner.lake_dir, blocks[0], blocks[-1])
+        return next((b for b in blocks if now.get(str(b)) != self.state.hashes[str(b)]), None)
+
     def on_reorg(self, fork: int) -> None:
-        """Blocks >= `fork` were replaced: a pending decision that knew any of them is made again."""
+        """Blocks >= `fork` were replaced. A pending decision that knew any of them is dropped; settled
+        decisions whose fill or mark read any of them (block b reads b - 1 .. b + stride) are undone: the
+        book goes back to before the first of them and their ledger rows are retracted. Heads from the
+        fork on count as unseen, so a catch-up decides those blocks again on the new chain; in real time
+        they are past, and count as missed."""
         pending = self.state.pending
         if pending is not None and pending.block - 1 >= fork:
             self.state.pending = None
             self.state.dropped += 1
+        touched = [h for h in self.state.history if h["block"] + self.runner.stride >= fork]
+        if touched:
+            first = touched[0]
+            self.state.book, self.state.equity = first["book"], self.state.equity[:first["equity_len"]]
+            self.state.history = [h for h in self.state.history if h["block"] < first["block"]]
+            self.state.retract_from = min(first["block"], self.state.retract_from or first["block"])
+            self.rows = [r for r in self.rows if r["decision_block"] < first["block"]]
+            self.state.rewound += len(touched)
+            self.state.pending = None
+            fork = min(fork, first["block"] - 1)  # decide the first undone block again
         if self.state.last_head is not None:
             self.state.last_head = min(self.state.last_head, fork - 1)
+        for key in [k for k in self.state.hashes if int(k) >= fork]:
+            del self.state.hashes[key]
 
     def _env(self, block: int, head: int) -> TradingEnv:
         """The backtester's env on the one-decision episode at `block`, its market through `head` plus the
@@ -216,16 +261,20 @@ class PaperTrader:
         self.state.pending = Pending(block, action, obs.astype(float).tolist(), time.time(), ms)
 
     def _settle(self, pending: Pending, head: int) -> dict:
+        """Fill the pending order with the action chosen then. Should the features known at its block have
+        changed since (a late mempool sighting, a rebuilt view), the row says so (`features_changed`): the
+        trade is what was decided, and the backtest over these blocks may differ there."""
         env = self._env(pending.block, head)
+        book_before = dict(self.state.book) if self.state.book is not None else None
         obs, _ = self._reset(env)
-        if not np.array_equal(obs, np.asarray(pending.obs, dtype=np.float32)):
-            raise ConfigError(f"paper run {self.state.run_id}: the lake changed under decision {pending.block} "
-                              "(its features or the book differ at settlement)")
+        changed = not np.array_equal(obs, np.asarray(pending.obs, dtype=np.float32))
         _, reward, _, _, info = env.step(pending.action)
         predicted = info["exec_block"] > head if info["traded"] else False
+        self.state.history = [*self.state.history[-(KEEP - 1):], {"block": pending.block, "book": book_before,
+                                                                  "equity_len": len(self.state.equity)}]
         self.state.book = env.book_state()
         self.state.equity.append(float(info["value"]))
-        return self._row(pending, info, reward, predicted)
+        return self._row(pending, info, reward, predicted) | {"features_changed": changed}
 
     def _row(self, pending: Pending, info: dict, reward: float, predicted: bool) -> dict:
         equity = np.asarray(self.state.equity)
@@ -261,8 +310,11 @@ class PaperTrader:
         if path.exists():
             old = pl.read_parquet(path)
             keep = old.filter(~pl.col("decision_block").is_in(table.column("decision_block").to_pylist()))
+            if self.state.retract_from is not None:  # rows a reorg undid
+                keep = keep.filter(pl.col("decision_block") < self.state.retract_from)
             table = pa.concat_tables([keep.to_arrow().cast(LEDGER_SCHEMA), table])
-        write_parquet_atomic(path, table)
+        self.state.retract_from = None
+        write_parquet_atomic(path, table.sort_by("decision_block"))
         state = folder / "_state" / f"{self.state.run_id}.json"
         state.parent.mkdir(parents=True, exist_ok=True)
         tmp = state.with_suffix(".tmp")
@@ -290,24 +342,48 @@ def catch_up(lake_dir: str | Path, policy: str, *, models_dir: str | Path | None
              capital: float | None = None) -> PaperReport:
     """Advance the newest paper run of `policy` (or a new one) through every head the lake gained since it
     last ran: a micro-batch for a scheduler (the Dagster asset) that keeps the lake current with
-    `chainlake.follow`. Decisions it replays were point-in-time all the same, but not made in real time, so
-    their decision_ms is null."""
+    `chainlake.follow`. A reorg since the last batch (a remembered head whose hash changed) is undone
+    first (`PaperTrader.on_reorg`). Decisions it replays were point-in-time all the same, but not made in
+    real time, so their decision_ms is null. One batch at a time per lake (a file lock)."""
     from chainlake.follow import lake_head
     from rl.policy_store import DEFAULT_MODELS
 
     runner = PolicyRunner(lake_dir, policy, models_dir=models_dir or DEFAULT_MODELS)
-    state = latest_run(lake_dir, runner.name, runner.version)
-    trader = PaperTrader(runner, state, capital=capital)
-    head = lake_head(lake_dir)
-    if head is None:
-        raise ConfigError(f"the lake {lake_dir} has no blocks yet")
-    first = head if trader.state.last_head is None else trader.state.last_head + 1
-    for h in range(first, head + 1):
-        trader.on_head(h)
-    path = trader.save(lake_dir)
+    with run_lock(lake_dir):
+        trader = PaperTrader(runner, latest_run(lake_dir, runner.name, runner.version), capital=capital)
+        head = lake_head(lake_dir)
+        if head is None:
+            raise ConfigError(f"the lake {lake_dir} has no blocks yet")
+        fork = trader.find_fork()
+        if fork is not None:
+            trader.on_reorg(fork)
+        first = head if trader.state.last_head is None else trader.state.last_head + 1
+        for h in range(first, head + 1):
+            trader.on_head(h)
+        path = trader.save(lake_dir)
     ledger = pl.read_parquet(path)
     summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
-    return PaperReport(trader.state.run_id, ledger, path, summary, head - first + 1, 0, trader.state.capital)
+    return PaperReport(trader.state.run_id, ledger, path, summary, max(head - first + 1, 0),
+                       int(fork is not None), trader.state.capital)
+
+
+@contextmanager
+def run_lock(lake_dir: str | Path):
+    """An exclusive lock on the lake's paper runs, so two batches, or a batch and `chainlake paper`, never
+    advance runs at once (a batch would take the newest run of its policy, maybe the one trading live).
+    Not waiting: the second one gets one clear error."""
+    folder = Path(lake_dir) / LEDGER / "_state"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another paper run is trading on {lake_dir} right now; try again when it "
+                              "stops") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ledger_summary(ledger: pl.DataFrame, capital: float | None, missed: int = 0) -> dict:
@@ -394,6 +470,7 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
     addresses, tokens, partition_size). `on_row(policy, row)` sees each settled decision.
     """
     from chainlake.follow import follow, lake_head
+    from chainlake.rpc import RpcClient
     from rl.policy_store import DEFAULT_MODELS
 
     if blocks < 1:
@@ -402,13 +479,17 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
         raise ConfigError(f"give each policy once (got {list(policies)})")
     if run_id and len(policies) > 1:
         raise ConfigError("--run-id continues one run: give one policy with it")
+    if capital is not None and not capital > 0:
+        raise ConfigError(f"--capital must be > 0 (got {capital})")
     runners = [PolicyRunner(lake_dir, p, version=version, models_dir=models_dir or DEFAULT_MODELS) for p in policies]
     traders = [PaperTrader(r, load_state(lake_dir, run_id) if run_id else None, capital=capital) for r in runners]
     seen = {"heads": 0, "reorgs": 0, "last": None}  # the first step catches up: blocks count from its head
 
     def on_step(step) -> None:
         arrived = time.monotonic() - step.seconds  # the step began when the new head was seen
-        fork = min((f for f in (step.fork, step.late_fork) if f is not None), default=None)
+        reported = [f for f in (step.fork, step.late_fork) if f is not None]
+        forks = [f for f in (*reported, *(t.find_fork() for t in traders)) if f is not None]
+        fork = min(forks, default=None)
         if fork is not None:
             seen["reorgs"] += 1
             for trader in traders:
@@ -427,15 +508,19 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
         if seen["heads"] >= blocks:
             raise _Enough
 
+    with RpcClient(url) as client:  # an unreachable node is one clear error, before anything is written
+        client.block_number()
     steps = None if timeout is None else max(1, math.ceil(timeout / interval))
-    try:
-        follow(url, lake_dir, confirmations=confirmations, interval=interval, steps=steps, on_step=on_step,
-               **follow_options)
-    except _Enough:
-        pass
+    with run_lock(lake_dir):
+        try:
+            follow(url, lake_dir, confirmations=confirmations, interval=interval, steps=steps, on_step=on_step,
+                   **follow_options)
+        except _Enough:
+            pass
+        finally:  # also on Ctrl-C or a node error: what was settled stays in the ledger
+            paths = [trader.save(lake_dir) for trader in traders]
     reports = []
-    for trader in traders:
-        path = trader.save(lake_dir)
+    for trader, path in zip(traders, paths):
         ledger = pl.read_parquet(path)
         summary = ledger_summary(ledger, trader.state.capital, trader.state.missed)
         reports.append(PaperReport(trader.state.run_id, ledger, path, summary, seen["heads"], seen["reorgs"],

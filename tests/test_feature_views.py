@@ -280,35 +280,36 @@ def test_gas_price_base_fee_and_swap_gas_prices(registry):
 
 def test_mempool_pressure_counts_pending_swaps_per_direction(registry):
     txs = [
-        pending_swap("0xa1", [USDC, WETH], 103, 107, 106, amount_in=4_000.0),  # buys WETH: pending 103..106
-        pending_swap("0xa2", [WETH, USDC, DAI], 104, None, 105, amount_in=2.0),  # sells WETH, dropped after 105
-        pending_swap("0xa3", [WETH, USDC], 110, 111, 110, amount_in_max=1.0),  # exact-out: pending at 110
+        # pending at b = seen before b arrived (first_seen_head <= b - 1, last_seen_head >= b - 1), not mined by b
+        pending_swap("0xa1", [USDC, WETH], 103, 107, 106, amount_in=4_000.0),  # buys WETH: pending 104..106
+        pending_swap("0xa2", [WETH, USDC, DAI], 104, None, 105, amount_in=2.0),  # sells WETH: 105..106, dropped
+        pending_swap("0xa3", [WETH, USDC], 110, 111, 110, amount_in_max=1.0),  # seen at head 110, mined in 111: never
         pending_swap("0xa4", [LINK, WETH], 108, None, 112, amount_in=300.0),  # POOL_B (from 110): sells LINK
         pending_swap("0xa5", [USDC, WETH], 105, 105, 104, amount_in=1.0),  # seen after inclusion: never pending
         pending_swap("0xa6", [DAI, LINK], 103, None, 120, amount_in=1.0),  # no such pool
-        pending_swap("0xa7", [USDC, WETH], 115, 118, 116, amount_in=2_000.0),  # not seen at head 117: gone
+        pending_swap("0xa7", [USDC, WETH], 115, 118, 116, amount_in=2_000.0),  # last seen at head 116: to 117
     ]
     tables = market(100, 120, A_RESERVES, mempool_swaps=[s for s, _ in txs], mempool=[m for _, m in txs])
     rows = compute(registry, tables, "mempool_pressure")
     keys = ("pending_buy_count", "pending_sell_count", "pending_buy_volume", "pending_sell_volume",
             "pending_imbalance")
-    expected_a = {102: (0, 0, 0.0, 0.0, None), 103: (1, 0, 4_000.0 / M103, 0.0, 1.0),
-                  104: (1, 1, 4_000.0 / M104, 2.0, None), 105: (1, 1, 4_000.0 / M104, 2.0, None),
-                  106: (1, 0, 4_000.0 / M104, 0.0, 1.0), 107: (0, 0, 0.0, 0.0, None),
-                  110: (0, 1, 0.0, 1.0, -1.0), 111: (0, 0, 0.0, 0.0, None),
-                  115: (1, 0, 2_000.0 / M104, 0.0, 1.0), 116: (1, 0, 2_000.0 / M104, 0.0, 1.0),
-                  117: (0, 0, 0.0, 0.0, None)}
+    expected_a = {102: (0, 0, 0.0, 0.0, None), 103: (0, 0, 0.0, 0.0, None),
+                  104: (1, 0, 4_000.0 / M104, 0.0, 1.0), 105: (1, 1, 4_000.0 / M104, 2.0, None),
+                  106: (1, 1, 4_000.0 / M104, 2.0, None), 107: (0, 0, 0.0, 0.0, None),
+                  110: (0, 0, 0.0, 0.0, None), 111: (0, 0, 0.0, 0.0, None), 115: (0, 0, 0.0, 0.0, None),
+                  116: (1, 0, 2_000.0 / M104, 0.0, 1.0), 117: (1, 0, 2_000.0 / M104, 0.0, 1.0),
+                  118: (0, 0, 0.0, 0.0, None)}
     for block, want in expected_a.items():
         got = tuple(at(rows, POOL_A, block)[k] for k in keys)
         assert got[:2] == want[:2] and got[2:4] == pytest.approx(want[2:4], rel=1e-12), block
-        if block in (104, 105):
+        if block in (105, 106):
             buy = 4_000.0 / M104
             assert got[4] == pytest.approx((buy - 2.0) / (buy + 2.0))
         else:
             assert got[4] == want[4], block
-    assert column(rows, POOL_B, "pending_sell_count") == [1, 1, 1] + [0] * 8
-    assert column(rows, POOL_B, "pending_sell_volume")[:4] == [300.0, 300.0, 300.0, 0.0]
-    assert rows.height == 31 and rows.select(pl.col("pending_buy_count").sum()).item() == 6
+    assert column(rows, POOL_B, "pending_sell_count") == [1, 1, 1, 1] + [0] * 7
+    assert column(rows, POOL_B, "pending_sell_volume")[:5] == [300.0, 300.0, 300.0, 300.0, 0.0]
+    assert rows.height == 31 and rows.select(pl.col("pending_buy_count").sum()).item() == 5
 
 
 def test_sandwich_activity_counts_sandwiches_once_and_profit_per_token(registry):

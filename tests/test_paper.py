@@ -195,3 +195,51 @@ def test_cli_paper_errors_are_one_line(trained_models, tmp_path):
         assert out.exit_code == 2, out.output
         assert out.output.startswith("error: ") and out.output.count("\n") == 1 and message in out.output, out.output
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+
+
+def test_a_decision_settles_as_decided_when_its_features_changed_since(trained_models, monkeypatch):
+    """A late mempool sighting or a rebuilt view can change what the lake says was known at a decision's block;
+    the fill is what was decided then, and the row says the features changed."""
+    from dataclasses import replace as dc_replace
+
+    lake, models, _ = trained_models
+    runner = PolicyRunner(lake, "momentum", models_dir=models)
+    head = int(pl.read_parquet(lake / "blocks").get_column("block_number").max()) - 5
+    trader = PaperTrader(runner)
+    trader.on_head(head)
+    decided = trader.state.pending.action
+    original = runner.episode_at
+    monkeypatch.setattr(runner, "episode_at", lambda block, market: dc_replace(
+        original(block, market), features=original(block, market).features * -1.0 + 1.0))
+    (row,) = trader.on_head(head + 1)
+    assert row["features_changed"] and row["action"] == decided and row["decision_block"] == head + 1
+
+
+def test_catch_up_undoes_a_reorg_and_trades_the_new_chain(trained_models, tmp_path):
+    """A head traded on is replaced (its hash changes in the lake): the batch rewinds the book to before the
+    decisions that read it, retracts their rows, and decides them again on the lake as it is now."""
+    from rl.paper import catch_up, latest_run
+
+    lake, models, _ = trained_models
+    work = tmp_path / "lake"
+    shutil.copytree(lake, work)
+    head = int(pl.read_parquet(work / "blocks").get_column("block_number").max())
+    runner = PolicyRunner(work, "momentum", models_dir=models)
+    trader = replay(runner, range(head - 40, head + 1))
+    trader.save(work)
+    before = pl.read_parquet(trader.save(work))
+    fork = head - 12
+    # the same block content under a new hash: a reorg that happened to rebuild an identical block
+    for path in (work / "blocks").rglob("*.parquet"):
+        frame = pl.read_parquet(path)
+        if fork in frame.get_column("block_number").to_list():
+            frame.with_columns(pl.when(pl.col("block_number") == fork).then(pl.lit("0x" + "ab" * 32))
+                               .otherwise(pl.col("block_hash")).alias("block_hash")).write_parquet(path)
+    report = catch_up(work, "momentum", models_dir=models)
+    state = latest_run(work, "momentum", runner.version)
+    assert report.run_id == trader.state.run_id and report.reorgs == 1 and state.rewound >= 12
+    after = pl.read_parquet(report.path)
+    same = ["decision_block", "action", "traded", "exec_block", "base_delta", "quote_delta", "fee", "gas", "equity"]
+    assert after.select(same).equals(before.select(same))  # the new chain's data is the same: so are the trades
+    assert after.get_column("decision_block").is_unique().all()
+    assert catch_up(work, "momentum", models_dir=models).heads == 0  # nothing new, nothing undone
