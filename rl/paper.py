@@ -20,8 +20,8 @@ paper trading over past blocks reproduce the backtest exactly (tests/test_paper.
 Each settled decision is one row of the run's ledger (order, fill, position, cash, equity, running Sharpe,
 max drawdown and VaR), written atomically to `LAKE/paper_ledger/<run id>.parquet` (the `paper_ledger`
 catalog view); `LAKE/paper_ledger/_state/<run id>.json` keeps the book so a run can continue (the Dagster
-asset does one micro-batch per materialization). A decision whose known blocks are reorganized away before
-it settles is dropped and made again on the new chain; settled rows stay (they are the run's history).
+asset does one micro-batch per materialization). Reorgs: `PaperTrader.on_reorg` undoes pending and settled
+decisions that read an orphaned block (book rewound, rows retracted); a catch-up decides them again.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path

@@ -31,14 +31,13 @@ from chainlake.errors import ConfigError
 from chainlake.features import load_registry, training_frame
 from chainlake.features.frames import built_through
 from chainlake.features.inputs import scan_lake_table
-from rl.data import REGIME, Episode, column_name, episode_from_frame
 from rl.baselines import baselines
+from rl.data import REGIME, Episode, column_name, episode_from_frame
 from rl.env import BUY, HOLD, SELL, observation_names
 from rl.market import PoolMarket, load_pool_market
 from rl.pipeline import AgentConfig
-from rl.policy_store import DEFAULT_MODELS, StoredPolicy, load_policy
+from rl.policy_store import DEFAULT_MODELS, load_policy
 from rl.tabular import LearnConfig, policy_from_artifact
-
 
 BASELINES = ("momentum", "random", "buy_and_hold", "always_hold")
 SETTINGS_FROM = "supervised"  # the learner every training run stores: baselines borrow its settings

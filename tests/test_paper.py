@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from chainlake.catalog import build_catalog, query
 from chainlake.errors import ConfigError
-from rl.paper import PaperTrader, backtest_window, load_state, next_base_fee, replay, run_paper
+from rl.paper import (
+    PaperTrader,
+    backtest_window,
+    load_state,
+    next_base_fee,
+    replay,
+    run_paper,
+)
 from rl.pipeline import agent_episode
 from rl.trader import PolicyRunner, order_quantity
 
