@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainlake.decode import TABLES, Metadata, abi, decode, forward_fill, reserves_at
-from chainlake.decode.metadata import decode_address, decode_text, decode_uint8, eth_call_all
+from chainlake.decode.metadata import Metadata, decode_address, decode_text, decode_uint, decode_uint8, eth_call_all
 from chainlake.decode.schemas import POOLS, TOKENS
 from chainlake.decode.table import DecodeContext
 from chainlake.errors import ConfigError
@@ -178,11 +178,12 @@ def mainnet_ctx(tmp_path):
     write_cache(tmp_path,
                 [{"token": DIABLO, "decimals": 18, "symbol": "DIABLO"}, {"token": WETH, "decimals": 18, "symbol": "WETH"},
                  {"token": USDC, "decimals": 6, "symbol": "USDC"}],
-                [{"pool": PAIR_DIABLO_WETH, "protocol": "uniswap_v2", "token0": DIABLO, "token1": WETH},
-                 {"pool": POOL_USDC_WETH, "protocol": "uniswap_v3", "token0": USDC, "token1": WETH},
+                [{"pool": PAIR_DIABLO_WETH, "protocol": "uniswap_v2", "token0": DIABLO, "token1": WETH, "fee": None},
+                 {"pool": POOL_USDC_WETH, "protocol": "uniswap_v3", "token0": USDC, "token1": WETH, "fee": 500},
                  # tokens unknown (as when token0() reverts): amounts stay exact, tokens and prices null
-                 {"pool": POOL_OTHER_V3, "protocol": "uniswap_v3", "token0": None, "token1": None},
-                 {"pool": V3_MINT_LOG["address"], "protocol": "uniswap_v3", "token0": None, "token1": None}])
+                 {"pool": POOL_OTHER_V3, "protocol": "uniswap_v3", "token0": None, "token1": None, "fee": None},
+                 {"pool": V3_MINT_LOG["address"], "protocol": "uniswap_v3", "token0": None, "token1": None,
+                  "fee": None}])
     logs = logs_frame([TRANSFER_LOG, SYNC_LOG, V2_SWAP_LOG, V3_MINT_LOG, V3_SWAP_NEG0_LOG, V3_SWAP_LOG])
     txs = pl.DataFrame({"block_number": [BLOCK] * 4, "transaction_index": [0, 107, 137, 150],
                         "from_address": ["0xae2fc483527b8ef99eb5d9b44875f005ba1fae13", "0x01", "0x02", "0x03"],
@@ -211,6 +212,7 @@ def test_dex_swaps_on_mainnet_examples(mainnet_ctx):
     assert v3["price"] == pytest.approx(10000.000007 / 5.437788790630275765)
     assert (v3["sqrt_price_x96"], v3["liquidity"], v3["tick"]) == (
         "1847981568284708096405690739013849", "29489426599654407557", 201155)
+    assert (v3["fee"], v2["fee"]) == (500, None)  # the 0.05% pool; the V2 ABI has no fee()
     other = swaps[266]  # amount0 < 0: token0 bought; tokens unknown (null), amounts still exact
     assert (other["token_bought_amount_raw"], other["token_sold_amount_raw"]) == (
         "201753233959073063", "41451584601704445827")
@@ -239,6 +241,7 @@ def test_transfers_reserves_liquidity_on_mainnet_examples(mainnet_ctx):
 
 def test_token_metadata_answers():
     word = lambda n: "%064x" % n  # noqa: E731
+    assert decode_uint("0x" + word(500), 24) == 500 and decode_uint("0x" + word(1 << 24), 24) is None
     assert decode_uint8("0x" + word(6)) == 6
     assert decode_uint8("0x" + word(256)) is None and decode_uint8("0x") is None and decode_uint8(None) is None
     assert decode_text("0x" + eth_abi.encode(["string"], ["WETH"]).hex()) == "WETH"
@@ -447,3 +450,27 @@ def test_cli_decode_then_sql(decoded_lake, tmp_path):
         full = ["decode", "--blocks", "0:10", "--lake", str(lake), "--catalog", str(catalog), *args]
         bad = runner.invoke(app, full, env=env)
         assert bad.exit_code == 2 and bad.output.startswith("error: ") and message in bad.output, bad.output
+
+
+def test_pool_metadata_asks_fee_of_v3_pools_only(tmp_path, monkeypatch):
+    """token0/token1 of every pool, fee() of the V3 ones (the V2 ABI has none), answers matched in order."""
+    from types import SimpleNamespace
+
+    from chainlake.decode import metadata
+
+    asked = []
+
+    def word(value: int) -> str:
+        return f"{value:064x}"
+
+    def answer(client, calls, block="latest"):  # what a node answers to these eth_calls
+        asked.extend(calls)
+        words = {"0x0dfe1681": word(int(USDC, 16)), "0xd21220a7": word(int(WETH, 16)), "0xddca3f43": word(3000)}
+        return ["0x" + words[selector] for _, selector in calls]
+
+    monkeypatch.setattr(metadata, "eth_call_all", answer)
+    node = SimpleNamespace(chain_id=lambda: 1)
+    pools = Metadata(tmp_path, client=lambda: node).pools({"0x" + "1" * 40: "uniswap_v2", "0x" + "3" * 40: "uniswap_v3"})
+    assert pools.sort("pool").select("pool", "fee").rows() == [("0x" + "1" * 40, None), ("0x" + "3" * 40, 3000)]
+    assert pools.get_column("token0").to_list() == [USDC, USDC]
+    assert [s for _, s in asked].count("0xddca3f43") == 1

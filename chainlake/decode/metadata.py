@@ -32,7 +32,9 @@ from chainlake.errors import ConfigError
 from chainlake.ingest.lake import DATA_FILE, partition_lock, read_lake_config, to_table, write_parquet_atomic
 from chainlake.rpc import RpcClient, RpcError, raise_for_error
 
-SELECTORS = {"decimals": "0x313ce567", "symbol": "0x95d89b41", "token0": "0x0dfe1681", "token1": "0xd21220a7"}
+SELECTORS = {"decimals": "0x313ce567", "symbol": "0x95d89b41", "token0": "0x0dfe1681", "token1": "0xd21220a7",
+             "fee": "0xddca3f43"}
+V3_PROTOCOL = "uniswap_v3"  # the protocol whose pools answer fee() (uint24, in millionths)
 
 
 def metadata_path(lake_dir: str | Path, table: str) -> Path:
@@ -80,15 +82,21 @@ def eth_call_all(client: RpcClient, calls: list[tuple[str, str]], block: str = "
     return [r for chunk in chunks for r in chunk]
 
 
-def decode_uint8(result: str | None) -> int | None:
-    """A `decimals()` answer: one word holding 0..255, else None."""
+def decode_uint(result: str | None, bits: int) -> int | None:
+    """A `uintN` answer (`decimals()`: uint8, V3 `fee()`: uint24): one word holding a value that fits, else
+    None (a revert, an empty answer, or garbage from a contract that is not what we asked)."""
     if not result or len(result) < 66:
         return None
     try:
         value = int(result[2:66], 16)
     except ValueError:
         return None
-    return value if value <= 255 else None
+    return value if value < 1 << bits else None
+
+
+def decode_uint8(result: str | None) -> int | None:
+    """A `decimals()` answer: one word holding 0..255, else None."""
+    return decode_uint(result, 8)
 
 
 def decode_text(result: str | None) -> str | None:
@@ -200,10 +208,14 @@ class Metadata:
         }, schema={"token": pl.String, "decimals": pl.Int64, "symbol": pl.String})
 
     def _read_pools(self, pools: list[str], protocols: dict[str, str]) -> pl.DataFrame:
-        calls = [(p, SELECTORS[f]) for p in pools for f in ("token0", "token1")]
+        v3 = [p for p in pools if protocols[p] == V3_PROTOCOL]
+        calls = [(p, SELECTORS[f]) for p in pools for f in ("token0", "token1")] + [(p, SELECTORS["fee"]) for p in v3]
         results = eth_call_all(self.client(), calls)
+        fees = dict(zip(v3, (decode_uint(r, 24) for r in results[2 * len(pools):])))
         return pl.DataFrame({
             "pool": pools, "protocol": [protocols[p] for p in pools],
-            "token0": [decode_address(r) for r in results[0::2]],
-            "token1": [decode_address(r) for r in results[1::2]],
-        }, schema={"pool": pl.String, "protocol": pl.String, "token0": pl.String, "token1": pl.String})
+            "token0": [decode_address(r) for r in results[0:2 * len(pools):2]],
+            "token1": [decode_address(r) for r in results[1:2 * len(pools):2]],
+            "fee": [fees.get(p) for p in pools],
+        }, schema={"pool": pl.String, "protocol": pl.String, "token0": pl.String, "token1": pl.String,
+                   "fee": pl.Int64})

@@ -27,7 +27,8 @@ tables are single files read once per contract over `eth_call` (`chainlake.decod
 |                  |                          | the bought token, decimal-adjusted), sender (the Swap's sender,   |
 |                  |                          | usually a router), recipient (the Swap's to/recipient), tx_from,  |
 |                  |                          | tx_to, gas_price, effective_gas_price, and V3 only (null for V2): |
-|                  |                          | sqrt_price_x96, liquidity (exact strings), tick                   |
+|                  |                          | sqrt_price_x96, liquidity (exact strings), tick; fee (the pool's  |
+|                  |                          | fee in millionths, from `pools`: V3 only)                         |
 | pool_reserves    | block_number, pool       | block_number, block_time, pool, log_index (of the Sync kept),     |
 |                  |                          | token0, token1, reserve0_raw (+_f64), reserve1_raw (+_f64),       |
 |                  |                          | reserve0, reserve1 (adjusted), mid_price (reserve1 / reserve0,    |
@@ -52,6 +53,9 @@ tables are single files read once per contract over `eth_call` (`chainlake.decod
 | tokens           | token                    | token, decimals (null: no decimals()), symbol (null: none; a      |
 |                  |                          | bytes32 symbol, as MKR's, is decoded as text)                     |
 | pools            | pool                     | pool, protocol, token0, token1 (null when token0()/token1() fail) |
+|                  |                          | fee: the pool's fee in millionths (Uniswap's unit, 3000 = 0.3%),  |
+|                  |                          | from fee() on V3 pools; null for the V2 ABI, which has no fee()   |
+|                  |                          | (Uniswap V2 and the devnet charge 3000; forks differ)             |
 
 `mempool_swaps` is derived from the (unpartitioned) `mempool` table, one file rebuilt whole
 (``LAKE/mempool_swaps/data.parquet``; semantics in `chainlake.decode.mempool_swaps`):
@@ -109,7 +113,7 @@ DEX_SWAPS = _schema(
     *_amount("token_bought_amount"), *_amount("token_sold_amount"),
     ("token_bought_amount", F64), ("token_sold_amount", F64), ("price", F64),
     ("sender", STR), ("recipient", STR), ("tx_from", STR), ("tx_to", STR), ("gas_price", I64),
-    ("effective_gas_price", I64), ("sqrt_price_x96", STR), ("liquidity", STR), ("tick", I64),
+    ("effective_gas_price", I64), ("sqrt_price_x96", STR), ("liquidity", STR), ("tick", I64), ("fee", I64),
 )
 
 POOL_RESERVES = _schema(
@@ -127,7 +131,7 @@ LIQUIDITY_EVENTS = _schema(
 
 TOKENS = _schema(("token", STR), ("decimals", I64), ("symbol", STR))
 
-POOLS = _schema(("pool", STR), ("protocol", STR), ("token0", STR), ("token1", STR))
+POOLS = _schema(("pool", STR), ("protocol", STR), ("token0", STR), ("token1", STR), ("fee", I64))
 
 MEV_SANDWICHES = _schema(
     ("block_number", I64), ("block_time", TIME), ("pool", STR), ("protocol", STR), ("attacker", STR),

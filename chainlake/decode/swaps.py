@@ -58,7 +58,8 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
     v3 = abi.decode_event(ctx.logs, abi.V3_SWAP)
     trades = pl.concat([v2_trades(v2).select(COMMON), v3_trades(v3).select(COMMON)], how="vertical_relaxed")
     pools = ctx.metadata.pools(pool_protocols((v2, PROTOCOL_V2), (v3, PROTOCOL_V3)))
-    trades = trades.rename({"address": "pool"}).join(pools.select("pool", "token0", "token1"), on="pool", how="left")
+    trades = trades.rename({"address": "pool"}).join(pools.select("pool", "token0", "token1", "fee"), on="pool",
+                                                     how="left")
     trades = trades.with_columns(
         pl.when("bought0").then(pl.col("token0")).otherwise(pl.col("token1")).alias("token_bought"),
         pl.when("sold0").then(pl.col("token0")).otherwise(pl.col("token1")).alias("token_sold"),
