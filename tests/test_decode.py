@@ -17,8 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainlake.decode import TABLES, Metadata, abi, decode, forward_fill, reserves_at
-from chainlake.decode.metadata import Metadata, decode_address, decode_text, decode_uint, decode_uint8, eth_call_all
+from chainlake.decode.metadata import decode_address, decode_text, decode_uint, decode_uint8, eth_call_all
 from chainlake.decode.schemas import POOLS, TOKENS
+from chainlake.ingest import LakeConfig
+from chainlake.ingest.lake import write_lake_config
 from chainlake.decode.table import DecodeContext
 from chainlake.errors import ConfigError
 from chainlake.ingest import ingest, read_range
@@ -175,6 +177,7 @@ def write_cache(lake, tokens: list[dict], pools: list[dict]) -> None:
 @pytest.fixture
 def mainnet_ctx(tmp_path):
     """A context over the mainnet examples, metadata cached (as token0()/decimals() answer on mainnet)."""
+    write_lake_config(tmp_path, LakeConfig(chain_id=1, partition_size=1000))
     write_cache(tmp_path,
                 [{"token": DIABLO, "decimals": 18, "symbol": "DIABLO"}, {"token": WETH, "decimals": 18, "symbol": "WETH"},
                  {"token": USDC, "decimals": 6, "symbol": "USDC"}],
@@ -213,6 +216,7 @@ def test_dex_swaps_on_mainnet_examples(mainnet_ctx):
     assert (v3["sqrt_price_x96"], v3["liquidity"], v3["tick"]) == (
         "1847981568284708096405690739013849", "29489426599654407557", 201155)
     assert (v3["fee"], v2["fee"]) == (500, None)  # the 0.05% pool; the V2 ABI has no fee()
+    assert (v3["amount_usd"], v2["amount_usd"]) == (pytest.approx(10000.000007), None)  # USDC side; WETH/DIABLO: no
     other = swaps[266]  # amount0 < 0: token0 bought; tokens unknown (null), amounts still exact
     assert (other["token_bought_amount_raw"], other["token_sold_amount_raw"]) == (
         "201753233959073063", "41451584601704445827")
@@ -353,7 +357,10 @@ def test_devnet_swaps_match_their_logs(decoded_lake):
         assert swap["recipient"] == values["to"] and swap["protocol"] == "uniswap_v2"
         decimals = tokens[swap["token_bought"]].decimals
         assert swap["token_bought_amount"] == pytest.approx(int(swap["token_bought_amount_raw"]) / 10**decimals)
+        usd = [side for side in ("sold", "bought") if swap[f"token_{side}_symbol"] in ("USDC", "DAI")]
+        assert swap["amount_usd"] == (swap[f"token_{usd[0]}_amount"] if usd else None)
     assert swaps.filter(pl.col("tx_from").is_null() | pl.col("block_time").is_null()).height == 0
+    assert 0 < swaps.get_column("amount_usd").drop_nulls().len() < swaps.height  # LINK/WETH has no USD side
 
 
 def test_devnet_reserves_at_the_last_block_equal_get_reserves(decoded_lake):

@@ -146,6 +146,13 @@ class Metadata:
         self._client: RpcClient | None = None
         self._memory: dict[str, tuple[pl.DataFrame, frozenset[str]]] = {}
 
+    def chain_id(self) -> int | None:
+        """The lake's chain (from its `_lake.json`, read once; None for a lake without one)."""
+        if "chain_id" not in self._memory:
+            config = read_lake_config(self.lake_dir)
+            self._memory["chain_id"] = None if config is None else config.chain_id
+        return self._memory["chain_id"]
+
     def client(self) -> RpcClient:
         if self._client is None:
             if self._factory is None:

@@ -28,7 +28,9 @@ tables are single files read once per contract over `eth_call` (`chainlake.decod
 |                  |                          | usually a router), recipient (the Swap's to/recipient), tx_from,  |
 |                  |                          | tx_to, gas_price, effective_gas_price, and V3 only (null for V2): |
 |                  |                          | sqrt_price_x96, liquidity (exact strings), tick; fee (the pool's  |
-|                  |                          | fee in millionths, from `pools`: V3 only)                         |
+|                  |                          | fee in millionths, from `pools`: V3 only); amount_usd (the USD    |
+|                  |                          | stablecoin side's amount, null when neither side is one: see      |
+|                  |                          | `chainlake.decode.prices`)                                        |
 | pool_reserves    | block_number, pool       | block_number, block_time, pool, log_index (of the Sync kept),     |
 |                  |                          | token0, token1, reserve0_raw (+_f64), reserve1_raw (+_f64),       |
 |                  |                          | reserve0, reserve1 (adjusted), mid_price (reserve1 / reserve0,    |
@@ -114,6 +116,7 @@ DEX_SWAPS = _schema(
     ("token_bought_amount", F64), ("token_sold_amount", F64), ("price", F64),
     ("sender", STR), ("recipient", STR), ("tx_from", STR), ("tx_to", STR), ("gas_price", I64),
     ("effective_gas_price", I64), ("sqrt_price_x96", STR), ("liquidity", STR), ("tick", I64), ("fee", I64),
+    ("amount_usd", F64),
 )
 
 POOL_RESERVES = _schema(

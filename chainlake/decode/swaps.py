@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from chainlake.decode import abi
+from chainlake.decode.prices import usd_tokens
 from chainlake.decode.schemas import DEX_SWAPS
 from chainlake.decode.table import DecodeContext, DecodedTable, adjusted, pool_protocols
 
@@ -76,6 +77,11 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
     ).with_columns(
         pl.when(pl.col("token_bought_amount") > 0)
         .then(pl.col("token_sold_amount") / pl.col("token_bought_amount")).alias("price"))
+    usd = usd_tokens(ctx.metadata.chain_id(), tokens.select("token", "symbol").iter_rows())
+    trades = trades.with_columns(
+        pl.when(pl.col("token_sold").is_in(list(usd))).then(pl.col("token_sold_amount"))
+        .when(pl.col("token_bought").is_in(list(usd))).then(pl.col("token_bought_amount"))
+        .alias("amount_usd"))
     trades = trades.join(ctx.tx_columns(), on=["block_number", "transaction_index"], how="left")
     return ctx.with_block_time(trades)
 
