@@ -5,6 +5,8 @@ same view definitions, equal the offline state tables.
   node block by block; every value equals the offline state row of the same block (built on the whole chain);
 - on random markets (hypothesis): every shipped view's row at a random block is the same computed from its
   declared history only (`history_check`), and end to end from the windows `compute_latest` uses online;
+  block after block, each view computed once per block on its own history (`LatestRows`, the online engine),
+  a reorg (rows dropped and recomputed) and a gap included, equals the full computation;
 - a control: a view declaring too short a history fails that check;
 - a reorg (`anvil_reorg`, a devnet of its own) while following: the values after it equal those of a lake
   ingested from the final chain, and the window holds no orphaned row.
@@ -32,7 +34,7 @@ from chainlake.decode import decode
 from chainlake.devnet import Devnet
 from chainlake.errors import ConfigError
 from chainlake.features import build_features, compute_view
-from chainlake.features.engine import compute_latest, history_check, state_path
+from chainlake.features.engine import LatestRows, compute_latest, history_check, state_path
 from chainlake.features.online import OnlineFeatures
 from chainlake.features.registry import Registry
 from chainlake.ingest import ingest
@@ -187,6 +189,33 @@ def test_every_view_is_right_from_its_declared_history(seed):
     latest = compute_latest(registry, sorted(SHIPPED), raw, block)  # the online path: views on windows only
     for name, rows in latest.items():
         assert_same(rows, full[name].filter(pl.col("block_number") == block))
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_incremental_rows_equal_the_full_computation(seed):
+    """`LatestRows` block by block (view-on-view reads from its cached rows), after a reorg and a gap."""
+    registry, rnd = shipped_registry(), random.Random(seed)
+    tables, first, last = random_market(rnd)
+    raw = dict(tables)
+    full = full_views(registry, tables)
+    names = sorted(SHIPPED)
+    latest = LatestRows(registry, names)
+    start = rnd.randint(first, max(first, last - 8))
+    blocks = list(range(start, min(last, start + 8) + 1))
+    fork = blocks[len(blocks) // 2]
+
+    def check(block):
+        for name, rows in latest.at(raw, block).items():
+            assert_same(rows, full[name].filter(pl.col("block_number") == block))
+
+    for block in blocks:
+        check(block)
+    latest.drop_from(fork)  # a reorg: the same chain comes back here, so the rows must too
+    assert latest.head == fork - 1
+    check(blocks[-1])
+    if blocks[-1] + LatestRows.GAP + 1 <= last:  # a long gap starts again from the spans
+        check(blocks[-1] + LatestRows.GAP + 1)
 
 
 @settings(max_examples=5, deadline=None)

@@ -223,27 +223,37 @@ def compute_latest(registry: Registry, names: Sequence[str], tables: Mapping[str
     at `block` or later) only: each view, upstream ones first, on the blocks `Registry.spans` gives it.
 
     Equal to the full computation's rows at `block` when every view's `history_blocks` is right
-    (`history_check`); the online engine calls this on its in-memory window. The `pool_blocks` grid is
-    built once, for the widest span that reads it: a narrower window's grid is the same rows cut to its
-    blocks (a pool's grid starts at its first reserves row in the window, and a window whose blocks the
-    pool's first row precedes holds a row of it before them: the state row carried, or an earlier one).
+    (`history_check`); `LatestRows` (the online engine) starts from this and then computes each new block
+    on each view's own history only. The `pool_blocks` grid is built once, for the widest span that reads
+    it: a narrower window's grid is the same rows cut to its blocks (a pool's grid starts at its first
+    reserves row in the window, and a window whose blocks the pool's first row precedes holds a row of it
+    before them: the state row carried, or an earlier one).
 
     `executor`: views that do not read each other run at once on its threads (polars and DuckDB release
     the GIL while they compute), each SQL view on its own cursor of `con`. Views are submitted
     upstream-first, so a view waits only for views already running or done.
     """
-    spans = registry.spans(names)
+    rows = _span_rows(registry, registry.spans(names), tables, block, con, executor)
+    return {registry.get(n).name: _at(registry.get(n), rows[registry.get(n).name], block) for n in names}
+
+
+def _span_rows(registry: Registry, spans: Mapping[str, int], tables: Mapping[str, pl.LazyFrame], block: int,
+               con: duckdb.DuckDBPyConnection | None, executor: Executor | None) -> dict[str, pl.DataFrame]:
+    """Every view of `spans` (dependency order) computed on its span of blocks ending at `block`: all its rows."""
+    inputs = _with_grid(registry, spans, tables, block)
+    return _run_views(registry, list(spans), con, executor,
+                      lambda name, upstream, cursor: _window_rows(registry, name, inputs, upstream,
+                                                                  block - spans[name] + 1, block, cursor))
+
+
+def _with_grid(registry: Registry, spans: Mapping[str, int], tables: Mapping[str, pl.LazyFrame],
+               block: int) -> dict[str, pl.LazyFrame]:
+    """`tables` with the `pool_blocks` grid built once, at the widest span of the views reading it."""
     inputs = dict(tables)
     gridded = [spans[name] for name in spans if GRID in registry.views[name].reads]
     if gridded and GRID not in inputs:  # built once, at the widest span: a narrower one is its cut
         inputs[GRID] = window_inputs([GRID], inputs, block - max(gridded) + 1, block)[GRID].collect().lazy()
-    if executor is None:
-        rows: dict[str, pl.DataFrame] = {}
-        for name, span in spans.items():
-            rows[name] = _window_rows(registry, name, inputs, rows, block - span + 1, block, con)
-    else:
-        rows = _window_rows_concurrently(registry, spans, inputs, block, con, executor)
-    return {registry.get(n).name: _at(registry.get(n), rows[registry.get(n).name], block) for n in names}
+    return inputs
 
 
 def _at(view: FeatureView, rows: pl.DataFrame, block: int) -> pl.DataFrame:
@@ -251,7 +261,7 @@ def _at(view: FeatureView, rows: pl.DataFrame, block: int) -> pl.DataFrame:
 
 
 def _window_rows(registry: Registry, name: str, inputs: Mapping[str, pl.LazyFrame],
-                 upstream: Mapping[str, pl.DataFrame], first: int, last: int,
+                 upstream: Mapping[str, pl.DataFrame | pl.LazyFrame], first: int, last: int,
                  con: duckdb.DuckDBPyConnection | None) -> pl.DataFrame:
     """One view's rows on the window first..last, the views it reads taken from `upstream`."""
     view = registry.views[name]
@@ -259,12 +269,18 @@ def _window_rows(registry: Registry, name: str, inputs: Mapping[str, pl.LazyFram
     return compute_view(view, window_inputs(view.reads, tables, first, last), con)
 
 
-def _window_rows_concurrently(registry: Registry, spans: Mapping[str, int], inputs: Mapping[str, pl.LazyFrame],
-                              block: int, con: duckdb.DuckDBPyConnection | None,
-                              executor: Executor) -> dict[str, pl.DataFrame]:
-    """`_window_rows` of every view on `executor`, shallowest views first (those reading no view)."""
+def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyConnection | None,
+               executor: Executor | None, job) -> dict[str, pl.DataFrame]:
+    """`job(name, {upstream view: its result}, con or a cursor of it)` for every view of `order` (dependency
+    order). With `executor`, views that do not read each other run at once (shallowest first), each SQL view
+    on its own cursor of `con`; a view waits only for views already running or done."""
+    if executor is None:
+        out: dict[str, pl.DataFrame] = {}
+        for name in order:
+            out[name] = job(name, {u.name: out[u.name] for u in registry.upstream(registry.views[name])}, con)
+        return out
     depth: dict[str, int] = {}
-    for name in spans:  # dependency order: a view's upstream views are seen before it
+    for name in order:  # dependency order: a view's upstream views are seen before it
         depth[name] = 1 + max((depth[u.name] for u in registry.upstream(registry.views[name])), default=-1)
     futures: dict[str, Future] = {}
 
@@ -272,14 +288,97 @@ def _window_rows_concurrently(registry: Registry, spans: Mapping[str, int], inpu
         upstream = {u.name: futures[u.name].result() for u in registry.upstream(registry.views[name])}
         cursor = con.cursor() if con is not None and registry.views[name].kind == "sql" else None
         try:
-            return _window_rows(registry, name, inputs, upstream, block - spans[name] + 1, block, cursor)
+            return job(name, upstream, cursor)
         finally:
             if cursor is not None:
                 cursor.close()
 
-    for name in sorted(spans, key=depth.get):  # stable: dependency order within a depth
+    for name in sorted(order, key=depth.get):  # stable: dependency order within a depth
         futures[name] = executor.submit(run, name)
     return {name: future.result() for name, future in futures.items()}
+
+
+class LatestRows:
+    """The newest rows of views block after block, each view's rows computed once (the online engine).
+
+    A view's row at block b depends only on its inputs in blocks b - history + 1..b (its `history_blocks`,
+    checked by `history_check`), so rows computed for earlier blocks never change while the chain does
+    not reorganize. `at(tables, b)` for the block after the last one computes each view on its own history
+    window ending at b only (the views it reads: their cached rows of that window plus their new row) and
+    keeps the row of b; the first call (or one after a long gap) computes every view on its whole span
+    (`compute_latest`'s way) and caches the rows the readers of each view will look back over. The same
+    definitions on less data: the rows are those of the full computation whenever `compute_latest`'s are.
+
+    `drop_from(fork)` forgets the rows of blocks >= fork (a reorg); the next `at` recomputes from there.
+    """
+
+    GAP = 16  # blocks after the last one computed that are stepped one by one; a longer gap starts again
+    SLACK = 64  # blocks the cache grows past what readers need before it is cut back
+
+    def __init__(self, registry: Registry, names: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
+                 executor: Executor | None = None):
+        self.registry, self.con, self.executor = registry, con, executor
+        self.names = [registry.get(n).name for n in names]
+        self.spans = registry.spans(self.names)
+        self.history = {name: registry.declared_history(registry.views[name]) for name in self.spans}
+        # rows of each view its readers look back over (1: only the newest, for the named views)
+        self.keep = {name: self.spans[name] - self.history[name] + 1 for name in self.spans}
+        self.gridded = max((self.history[n] for n in self.spans if GRID in registry.views[n].reads), default=0)
+        self.rows: dict[str, pl.DataFrame] = {}
+        self.head: int | None = None  # the last block computed
+        self._floor = 0  # the cache holds what a step to any block >= this needs
+        self._cut_at = 0
+
+    def at(self, tables: Mapping[str, pl.LazyFrame], block: int) -> dict[str, pl.DataFrame]:
+        """{view: its rows at `block`} for the named views; `tables` hold the inputs as known at `block`."""
+        if self.head is None or block < self.head or block - self.head > self.GAP:
+            self._start(tables, block)
+        for number in range(self.head + 1, block + 1):
+            self._step(tables, number)
+        if self.head - self._cut_at >= self.SLACK:
+            self._cut()
+        return {name: _at(self.registry.views[name], self.rows[name], block) for name in self.names}
+
+    def drop_from(self, fork: int) -> None:
+        """Forget the rows of blocks >= `fork` (a reorg replaced them)."""
+        if self.head is None or fork > self.head:
+            return
+        if fork < self._floor:  # rows the steps from `fork` on would read were cut: start again
+            self.head = None
+            return
+        self.rows = {name: rows.filter(pl.col(self.registry.views[name].event_time) < fork)
+                     for name, rows in self.rows.items()}
+        self.head = fork - 1
+
+    def _start(self, tables: Mapping[str, pl.LazyFrame], block: int) -> None:
+        rows = _span_rows(self.registry, self.spans, tables, block, self.con, self.executor)
+        self.rows = {name: rows[name].filter(pl.col(self.registry.views[name].event_time) > block - self.keep[name])
+                     for name in self.spans}
+        self.head = self._floor = self._cut_at = block
+
+    def _step(self, tables: Mapping[str, pl.LazyFrame], block: int) -> None:
+        """Each view's row(s) at `block`, from its own history window; appended to the cache."""
+        inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block)
+
+        def job(name, upstream, cursor):
+            view = self.registry.views[name]
+            cached = {u: pl.concat([self.rows[u], new], how="vertical_relaxed", rechunk=False)
+                      for u, new in upstream.items()}
+            rows = _window_rows(self.registry, name, inputs, cached, block - self.history[name] + 1, block, cursor)
+            return _at(view, rows, block)
+
+        new = _run_views(self.registry, list(self.spans), self.con, self.executor, job)
+        self.rows = {name: pl.concat([self.rows[name], new[name]], how="vertical_relaxed", rechunk=False)
+                     for name in self.spans}
+        self.head = block
+
+    def _cut(self) -> None:
+        """Drop the rows no reader will look back over again, keeping SLACK more blocks (for a reorg)."""
+        self.rows = {name: rows.filter(pl.col(self.registry.views[name].event_time)
+                                       > self.head - self.keep[name] - self.SLACK).rechunk()
+                     for name, rows in self.rows.items()}
+        self._floor = max(self._floor, self.head - self.SLACK)
+        self._cut_at = self.head
 
 
 def history_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], block: int,

@@ -55,7 +55,7 @@ from chainlake.decode.metadata import Metadata
 from chainlake.decode.pipeline import TABLES as DECODED_TABLES
 from chainlake.decode.table import DecodeContext
 from chainlake.errors import ConfigError
-from chainlake.features.engine import compute_latest
+from chainlake.features.engine import LatestRows
 from chainlake.features.frames import parse_refs
 from chainlake.features.inputs import (
     FEATURE_PREFIX, GRID, LAKE_SCHEMAS, PENDING_TABLES, STATIC_TABLES, scan_lake_table, window,
@@ -104,6 +104,7 @@ class OnlineFeatures:
         self.con.execute("SET threads=1")  # windows of a few hundred rows: DuckDB's own threads only cost wake-ups
         workers = min(len(self.spans), os.cpu_count() or 1)  # views that do not read each other run at once
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="chainlake-online") if workers > 1 else None
+        self.latest = LatestRows(self.registry, list(self.wanted), self.con, self.executor)
         self.metadata = Metadata(self.lake_dir, lambda: RpcClient(rpc_url))  # kept in memory while we live
         try:
             self._ctx = self._context()
@@ -172,8 +173,7 @@ class OnlineFeatures:
         started = time.perf_counter()
         self.advance(number)
         computing = time.perf_counter()
-        rows = compute_latest(self.registry, list(self.wanted), self._inputs(number), number, self.con,
-                              self.executor)
+        rows = self.latest.at(self._inputs(number), number)
         frame = self._assemble(rows)
         self.timings["features"] = time.perf_counter() - computing
         self.timings["total"] = time.perf_counter() - started
@@ -297,6 +297,7 @@ class OnlineFeatures:
     def _drop_from(self, fork: int) -> None:
         """Forget every row of blocks >= `fork` (the ledger's carried balances lie before the window)."""
         self.hot = {name: frame.filter(pl.col("block_number") < fork) for name, frame in self.hot.items()}
+        self.latest.drop_from(fork)
         self.head = fork - 1
 
     def _extend(self, new: dict[str, pl.DataFrame], last: int) -> None:
