@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,10 @@ class LiveConfig:
     follow: bool = True  # catch the lake up at every head (off: the caller keeps it current)
     # to `follow_step`: datasets, addresses, tokens, partition_size (the lake's own, so its follow state holds)
     follow_options: dict = field(default_factory=dict)
-    confirmations: int = 12
+    confirmations: int = 12  # also how deep resolved transactions are re-checked after a reorg
     poll_seconds: float = 0.5
+    max_failed_heads: int = 5  # node errors at this many consecutive heads (or head polls) stop the run
+    mismatch_heads: int = 2  # an unexplained mismatch at this many consecutive heads, nothing in flight: kill
 
 
 @dataclass
@@ -101,11 +104,11 @@ class Book:
     eth: int
     gas_wei: int = 0
 
-    def apply(self, fills: "Fills") -> None:
-        self.base += fills.base
-        self.quote += fills.quote
-        self.eth += fills.eth
-        self.gas_wei += fills.gas
+    def apply(self, fills: "Fills", sign: int = 1) -> None:
+        self.base += sign * fills.base
+        self.quote += sign * fills.quote
+        self.eth += sign * fills.eth
+        self.gas_wei += sign * fills.gas
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,23 @@ class InFlight:
     hash: str
     sent_block: int
     kind: str
+    status: str = "sent"  # sent; unknown (the send's answer was lost); reorged (its block left the chain)
+    since: int | None = None  # the head the drop timer counts from (sent_block unless reorged out later)
+
+    def age(self, head: int) -> int:
+        return head - (self.sent_block if self.since is None else self.since)
+
+
+@dataclass
+class Resolved:
+    """A booked transaction, kept until it is `confirmations` deep so that a reorg can un-book it."""
+
+    flight: InFlight
+    status: str
+    booked_hash: str  # the transaction whose receipt was booked (the replacement's, when replaced)
+    block: int
+    block_hash: str
+    fills: Fills
 
 
 @dataclass
@@ -151,11 +171,13 @@ class LiveReport:
     in_flight: int
     ledger_path: Path | None
     rows: list[dict] = field(repr=False, default_factory=list)
+    stopped: str | None = None  # why the run stopped early (node errors), else None
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())) or "no orders"
         recon = "balances reconciled" if self.reconciled else f"{len(self.mismatches)} reconciliation mismatch(es)"
         killed = f"; kill switch: {self.killed}" if self.killed else ""
+        killed += f"; stopped: {self.stopped}" if self.stopped else ""
         killed += f"; {self.in_flight} transaction(s) still in flight" if self.in_flight else ""
         return (f"run {self.run_id}: heads {self.first_head}..{self.last_head}, {counts}; equity "
                 f"{self.start_equity:,.4f} -> {self.end_equity:,.4f}, P&L {self.pnl:+,.4f} "
@@ -176,6 +198,11 @@ class Chain:
 
     def block(self, number: int, full: bool = False) -> dict:
         return self.rpc.call("eth_getBlockByNumber", hex(number), full)
+
+    def block_hashes(self, numbers: list[int]) -> dict[int, str | None]:
+        """The hash of each block in `numbers` (None past the node's head), in one batch."""
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        return {n: (b or {}).get("hash") for n, b in zip(numbers, blocks)}
 
     def call(self, to: str, signature: str, out: list[str], *args, block: int) -> tuple:
         return decode_result(out, self.rpc.call("eth_call", {"to": to, "data": encode_call(signature, *args)},
@@ -258,15 +285,30 @@ class LiveTrader:
             "run_id": self.run_id, "policy": runner.name, "version": runner.version, "pool": runner.pool,
             "address": self.address})
         self.in_flight: dict[int, InFlight] = {}
+        self.resolved: list[Resolved] = []
         self.mismatches: list[dict] = []
+        self.mismatch_run = 0  # consecutive heads with an unexplained mismatch and nothing in flight
         self.killed_at: int | None = None
         self.last_decided = -1
+        self.failed_heads = 0  # consecutive heads (or head polls) where a node call failed
+        self.stopped: str | None = None
+        self._node_failed = False
+        self._fork: int | None = None
         self._follow_client = None
 
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
         """Check the node, the pool and the account; read the starting book; approve the router if needed."""
+        try:
+            self._start()
+        except NodeError as exc:  # its text may hold the node's URL (API keys): shown without its path
+            message = self.redact(str(exc))
+        else:
+            return
+        raise NodeError(message)
+
+    def _start(self) -> None:
         self.chain_id = self.chain.chain_id()
         guard_chain_id(self.chain_id, self.config)
         if self.config.follow and self.lake_dir is not None:  # a bad follow request fails here, not every block
@@ -279,6 +321,8 @@ class LiveTrader:
         self._check_router()
         base, quote, eth = self.chain.balances(self.tokens, self.address, self.head)
         self.book = Book(base, quote, eth)
+        self.onchain = (base, quote, eth)
+        self.last_diff = {"recon_base": 0.0, "recon_quote": 0.0, "recon_eth": 0.0}
         self.mid = self._mid(self.head)
         self.start_equity = self.equity()
         self.day, self.day_start = self._day(self.head), self.net_value()
@@ -330,34 +374,69 @@ class LiveTrader:
     def step(self, decide: bool = True) -> int | None:
         """Handle the node's newest head if it is new (see the module docstring); the head, or None.
 
-        A lake that cannot catch up, or features the policy cannot read, skip this block's decision (one
-        line says why) but never the following of transactions already sent. `decide=False` only follows.
+        Every phase is guarded: one that fails says so in one line and the phases that need it wait for the
+        next head (a lake that cannot catch up, or features the policy cannot read, skip only the decision;
+        a node error while following transactions, reading the price or reconciling skips the rest of the
+        head, and the transactions in flight are followed again at the next one). Node errors at
+        `max_failed_heads` consecutive heads (or head polls) set `stopped`. `decide=False` only follows.
         """
-        head = self.chain.head()
+        self._node_failed = False
+        try:
+            head = self.chain.head()
+        except NodeError as exc:
+            self._failed("cannot read the head", exc)
+            self._count_failure()
+            return None
         if head <= self.head:
             return None
-        self.head = head
+        self.head, self._fork = head, None
         followed = self._guarded("the lake did not catch up", self._follow)
-        for flight in sorted(self.in_flight.values(), key=lambda f: f.nonce):
-            self._track(flight)
-        self.mid = self._mid(head)
-        self._reconcile()
-        self._roll_day()
+        chain_ok = (self._guarded("cannot re-check booked transactions for a reorg", self._check_reorgs)
+                    and self._guarded("cannot follow the transactions in flight", self._track_all)
+                    and self._guarded("cannot read the pool's price", self._read_mid)
+                    and self._guarded("cannot reconcile the book with the chain", self._reconcile)
+                    and self._guarded("cannot read the block's date", self._roll_day))
         if self.kill.tripped():
             self._note_kill()
-        elif decide and followed:
+        elif decide and followed and chain_ok:
             self._guarded("no decision", self._decide)
+        self._count_failure()
         return head
 
     def _guarded(self, what: str, action: Callable[[], Any]) -> bool:
         try:
             action()
         except ChainlakeError as exc:
-            message = f"block {self.head}: {what}: {self.wallet.redact(str(exc))}"
-            log.warning(message)
-            self.echo(message)
+            self._failed(what, exc)
             return False
         return True
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self._node_failed |= isinstance(exc, NodeError)
+        message = f"block {self.head}: {what}: {self.redact(str(exc))}"
+        log.warning(message)
+        self.echo(message)
+
+    def _count_failure(self) -> None:
+        self.failed_heads = self.failed_heads + 1 if self._node_failed else 0
+        if self.failed_heads >= self.config.max_failed_heads and self.stopped is None:
+            self.stopped = f"node errors at {self.failed_heads} consecutive heads"
+            self.echo(f"block {self.head}: stopping, {self.stopped}; {len(self.in_flight)} transaction(s) "
+                      f"still in flight (see the ledger)")
+
+    def retry_seconds(self) -> float:
+        """How long to wait before polling again: longer while the node keeps failing (at most 30 s)."""
+        if not self.failed_heads:
+            return self.config.poll_seconds
+        return min(max(self.config.poll_seconds, 2.0 ** self.failed_heads), 30.0)
+
+    def redact(self, text: str) -> str:
+        """`text` fit for the ledger, the metadata and the echo: no key, and node URLs cut to scheme://host:port
+        (hosted nodes carry API keys in the path or query)."""
+        text = self.wallet.redact(text)
+        if self.url:
+            text = text.replace(self.url, node_origin(self.url))
+        return _URL.sub(_origin_of_match, text)
 
     def _follow(self) -> None:
         from chainlake.follow import follow_step
@@ -369,7 +448,12 @@ class LiveTrader:
             self._follow_client = RpcClient(self.url)
         step = follow_step(self._follow_client, self.url, self.lake_dir, confirmations=self.config.confirmations,
                            **self.config.follow_options)
+        forks = [b for b in (step.fork, step.late_fork) if b is not None]
+        self._fork = min(forks) if forks else None
         log.debug("follow: %s", step.summary())
+
+    def _read_mid(self) -> None:
+        self.mid = self._mid(self.head)
 
     def _note_kill(self) -> None:
         if self.killed_at is None:
@@ -378,6 +462,10 @@ class LiveTrader:
                       f"{len(self.in_flight)} in flight still followed")
 
     # ------------------------------------------------------------------ following sent transactions
+
+    def _track_all(self) -> None:
+        for flight in sorted(self.in_flight.values(), key=lambda f: f.nonce):
+            self._track(flight)
 
     def _track(self, flight: InFlight) -> None:
         receipt = self.chain.receipt(flight.hash)
@@ -391,8 +479,14 @@ class LiveTrader:
                                 f"{flight.sent_block + 1}..{self.head} holds it")
             receipt = self.chain.receipt(replacement["hash"])
             return self._resolve(flight, "replaced", receipt, replacement)
-        old_enough = self.head - flight.sent_block >= self.config.drop_after_blocks
-        if old_enough and self.chain.transaction(flight.hash) is None:
+        if flight.status == "sent" and flight.age(self.head) < self.config.drop_after_blocks:
+            return
+        known = self.chain.transaction(flight.hash) is not None
+        if known and flight.status != "sent":  # the node has it after all: an ordinary transaction in flight
+            flight.status = "sent"
+            self.ledger.update(flight.row, status="sent")
+            self.echo(f"block {self.head}: {flight.kind} {flight.hash} is in the node's pool")
+        elif not known and flight.age(self.head) >= self.config.drop_after_blocks:
             self._drop(flight)
 
     def _find_nonce(self, flight: InFlight) -> dict | None:
@@ -402,27 +496,74 @@ class LiveTrader:
                     return tx
         return None
 
-    def _resolve(self, flight: InFlight, status: str, receipt: dict, tx: dict) -> None:
+    def _resolve(self, flight: InFlight, status: str, receipt: dict, tx: dict, again: bool = False,
+                 mid: float | None = None) -> None:
         fills = self.fills(receipt, tx)
+        mid = self._mid(self.head) if mid is None else mid  # every node call before the book moves
+        book_values = self._book_values(mid, fills)
         self.book.apply(fills)
-        del self.in_flight[flight.nonce]
-        values = {"status": status, "mined_block": int(receipt["blockNumber"], 16),
+        self.in_flight.pop(flight.nonce, None)
+        mined = int(receipt["blockNumber"], 16)
+        self.resolved.append(Resolved(flight, status, tx["hash"], mined, receipt["blockHash"], fills))
+        values = {"status": status, "mined_block": mined, "replaced_by": None,
                   "actual_base": fills.base / self.scale[0], "actual_quote": fills.quote / self.scale[1],
                   "gas_eth": fills.gas / 1e18}
         if status == "replaced":
             values["replaced_by"] = tx["hash"]
-        self.ledger.update(flight.row, **values, **self._book_values(self._mid(self.head)))
+        if again:  # re-booked after a reorg: the next reconciliation is its check
+            values.update(recon_base=None, recon_quote=None, recon_eth=None)
+        self.ledger.update(flight.row, **values, **book_values)
         extra = f" by {tx['hash']}" if status == "replaced" else ""
         self.echo(f"block {self.head}: {flight.kind} {flight.hash} {status}{extra} in block "
-                  f"{values['mined_block']}: {values['actual_base']:+,.6f} {self.runner.base_symbol}, "
+                  f"{values['mined_block']}{' (re-booked after a reorg)' if again else ''}: "
+                  f"{values['actual_base']:+,.6f} {self.runner.base_symbol}, "
                   f"{values['actual_quote']:+,.4f} {self.runner.quote_symbol}, gas {values['gas_eth']:.6f} ETH")
 
     def _drop(self, flight: InFlight) -> None:
+        nonce = self.chain.nonce(self.address, "pending")
+        book_values = self._book_values(self._mid(self.head))
         del self.in_flight[flight.nonce]
-        self.nonce = self.chain.nonce(self.address, "pending")
-        self.ledger.update(flight.row, status="dropped", **self._book_values(self._mid(self.head)))
+        self.nonce = nonce
+        self.ledger.update(flight.row, status="dropped", **book_values)
         self.echo(f"block {self.head}: {flight.kind} {flight.hash} dropped (not in the pool, not mined "
-                  f"{self.head - flight.sent_block} blocks after sending); next nonce {self.nonce}")
+                  f"{flight.age(self.head)} blocks after {'sending' if flight.since is None else 'its reorg'}); "
+                  f"next nonce {self.nonce}")
+
+    # ------------------------------------------------------------------ reorgs of booked transactions
+
+    def _check_reorgs(self) -> None:
+        """Re-check every booked transaction less than `confirmations` deep whose block hash changed (or that
+        the follow step's fork reaches): gone from the chain, its fills are reversed and it is in flight
+        again; mined elsewhere, it is re-booked from its new receipt."""
+        self.resolved = [r for r in self.resolved if self.head - r.block < self.config.confirmations]
+        if not self.resolved:
+            return
+        hashes = self.chain.block_hashes(sorted({r.block for r in self.resolved}))
+        for r in list(self.resolved):
+            if hashes[r.block] != r.block_hash or (self._fork is not None and self._fork <= r.block):
+                self._recheck(r)
+
+    def _recheck(self, r: Resolved) -> None:
+        receipt = self.chain.receipt(r.booked_hash)
+        if receipt is not None and receipt["blockHash"] == r.block_hash:
+            return  # the fork did not reach its block after all
+        if receipt is not None and int(receipt["blockNumber"], 16) <= self.head:
+            tx = self.chain.transaction(r.booked_hash)
+            status = "replaced" if r.status == "replaced" else "mined" if receipt["status"] == "0x1" else "reverted"
+            mid = self._mid(self.head)
+            self.resolved.remove(r)
+            self.book.apply(r.fills, -1)
+            return self._resolve(r.flight, status, receipt, tx, again=True, mid=mid)
+        book_values = self._book_values(self._mid(self.head), r.fills, -1)
+        self.resolved.remove(r)
+        self.book.apply(r.fills, -1)
+        flight = replace(r.flight, status="reorged", since=self.head)
+        self.in_flight[flight.nonce] = flight
+        self.ledger.update(flight.row, status="reorged", mined_block=None, replaced_by=None, actual_base=None,
+                           actual_quote=None, gas_eth=None, recon_base=None, recon_quote=None, recon_eth=None,
+                           **book_values)
+        self.echo(f"block {self.head}: {flight.kind} {r.booked_hash} {r.status} in block {r.block} is no longer "
+                  f"on the chain (reorg): its fills are reversed and nonce {flight.nonce} is in flight again")
 
     def fills(self, receipt: dict, tx: dict) -> Fills:
         """The account's token and ETH deltas from a receipt: Transfer logs of base/quote to or from us,
@@ -449,8 +590,13 @@ class LiveTrader:
     # ------------------------------------------------------------------ reconciliation
 
     def _reconcile(self) -> None:
-        """Compare the ledger's book with on-chain balances at the head; record and show any difference."""
+        """Compare the ledger's book with on-chain balances at the head; record and show any difference.
+
+        A difference that stays at `mismatch_heads` consecutive heads with nothing in flight (so no
+        transaction of ours explains it) trips the kill switch: the book can no longer be trusted.
+        """
         base, quote, eth = self.chain.balances(self.tokens, self.address, self.head)
+        self.onchain = (base, quote, eth)
         diff = (base - self.book.base, quote - self.book.quote, eth - self.book.eth)
         self.last_diff = {"recon_base": diff[0] / self.scale[0], "recon_quote": diff[1] / self.scale[1],
                           "recon_eth": diff[2] / 1e18}
@@ -458,6 +604,7 @@ class LiveTrader:
             if row["status"] in ("mined", "reverted", "replaced", "dropped") and row["recon_base"] is None:
                 row.update(self.last_diff)
         self.ledger.flush()
+        self.mismatch_run = self.mismatch_run + 1 if any(diff) and not self.in_flight else 0
         if any(diff):
             self.mismatches.append({"block": self.head, **self.last_diff})
             message = (f"block {self.head}: RECONCILIATION MISMATCH on-chain minus ledger: "
@@ -466,6 +613,10 @@ class LiveTrader:
                        f"{self.last_diff['recon_eth']:+.9f} ETH")
             log.warning(message)
             self.echo(message)
+        if self.mismatch_run >= self.config.mismatch_heads and not self.kill.tripped():
+            self.kill.trip("reconciliation mismatch")
+            self.echo(f"block {self.head}: the mismatch persists at {self.mismatch_run} heads with nothing in "
+                      f"flight: kill switch")
 
     # ------------------------------------------------------------------ deciding and sending
 
@@ -480,7 +631,7 @@ class LiveTrader:
         qty = order_quantity(action, self.position(), self.trade_size, self.max_position)
         units = int(abs(qty) * self.scale[0])
         if action == SELL:  # the float round trip may ask for a few wei more than the book holds
-            units = min(units, max(self.book.base, 0))
+            units = min(units, max(self._available()[0], 0))
         if units == 0:  # a hold (or an order the position limits cut to nothing): logged, nothing sent
             self.ledger.add(kind="decision", decision_block=block, action=ACTIONS[action], status="hold",
                             position=self.position(), cash=self.cash(), equity=value, **self.last_diff)
@@ -489,7 +640,12 @@ class LiveTrader:
                               intended_base=math.copysign(units / self.scale[0], qty))
         if self._swap_in_flight():
             return self._block(row, "in_flight")
-        self._order(row, action, units)
+        try:
+            self._order(row, action, units)
+        except ChainlakeError as exc:  # e.g. the quote's eth_call failed: the row says so, nothing was sent
+            if self.ledger.rows[row]["status"] == "new":
+                self.ledger.update(row, status="failed", error=self.redact(str(exc)), **self._book_values(self.mid))
+            raise
 
     def _swap_in_flight(self) -> bool:
         return any(f.kind == "swap" for f in self.in_flight.values())
@@ -503,9 +659,9 @@ class LiveTrader:
         self.ledger.update(row, intended_quote=intended_quote, limit_quote=bound / self.scale[1])
         order = Order(signed_base, base * self.mid, self._impact(action, units))
         rule = check(order, self._risk_state(), self.config.limits)
-        if rule is None and action == BUY and bound > self.book.quote:
+        if rule is None and action == BUY and bound > self._available()[1]:
             rule = "insufficient_funds"
-        if rule is None and action == SELL and units > self.book.base:
+        if rule is None and action == SELL and units > self._available()[0]:
             rule = "insufficient_funds"
         if rule is not None:
             return self._block(row, rule)
@@ -534,9 +690,17 @@ class LiveTrader:
             return units / (reserve_base - units) if units < reserve_base else math.inf
         return units / (reserve_base + units)
 
+    def _available(self) -> tuple[int, int]:
+        """(base, quote) units the account can spend: the smaller of the ledger's book and the on-chain
+        balances read at the head (a book that lags the chain, or the other way round, never overspends)."""
+        return min(self.book.base, self.onchain[0]), min(self.book.quote, self.onchain[1])
+
     def _risk_state(self) -> RiskState:
+        """The position the limits see: the larger of the book's and the chain's base at the head (a swap
+        the book missed still counts), plus what is in flight."""
         in_flight = sum(self.ledger.rows[f.row]["intended_base"] or 0.0 for f in self.in_flight.values())
-        return RiskState(self.position() + in_flight, self.net_value() - self.day_start, self.kill.tripped())
+        held = max(self.book.base, self.onchain[0]) / self.scale[0]
+        return RiskState(held + in_flight, self.net_value() - self.day_start, self.kill.tripped())
 
     def _block(self, row: int, rule: str) -> None:
         self.ledger.update(row, status=f"blocked:{rule}", **self._book_values(self.mid))
@@ -555,16 +719,43 @@ class LiveTrader:
         signed = self.wallet.sign(tx)
         try:
             tx_hash = self.chain.send_raw(signed.raw)
-        except (RpcError, NodeError) as exc:
-            return self._rejected(row, exc)
-        self.in_flight[self.nonce] = InFlight(row, self.nonce, tx_hash, self.head, kind)
-        self.ledger.update(row, status="sent", tx_hash=tx_hash, nonce=self.nonce, sent_block=self.head)
-        self.echo(f"block {self.head}: sent {kind} {tx_hash} nonce {self.nonce}: {describe_call(data)}")
+        except NodeError as exc:  # RpcError (the node's answer) or a transport error (no answer)
+            return self._send_failed(row, kind, signed.hash, data, exc)
+        self._sent(row, kind, tx_hash, data)
+
+    def _sent(self, row: int, kind: str, tx_hash: str, data: str, status: str = "sent", note: str = "") -> None:
+        self.in_flight[self.nonce] = InFlight(row, self.nonce, tx_hash, self.head, kind, status)
+        self.ledger.update(row, status=status, tx_hash=tx_hash, nonce=self.nonce, sent_block=self.head,
+                           error=note or None)
+        self.echo(f"block {self.head}: {status} {kind} {tx_hash} nonce {self.nonce}: {describe_call(data)}"
+                  + (f" ({note})" if note else ""))
         self.nonce += 1
 
-    def _rejected(self, row: int, exc: Exception) -> None:
-        message = self.wallet.redact(str(exc))
-        self.nonce = self.chain.nonce(self.address, "pending")
+    def _send_failed(self, row: int, kind: str, tx_hash: str, data: str, exc: NodeError) -> None:
+        """eth_sendRawTransaction failed. Its hash is known here, so the node is asked whether it has the
+        transaction anyway (the answer may be what was lost): if it does, the transaction is in flight; if
+        the node said why it refused this transaction and does not have it, it is rejected; otherwise (no
+        answer, "already known", or the look-up failing too) it is in flight as "unknown", and following
+        it tells: mined, or dropped `drop_after_blocks` later."""
+        message = self.redact(str(exc))
+        try:
+            known = self.chain.transaction(tx_hash) is not None or self.chain.receipt(tx_hash) is not None
+            looked_up = True
+        except NodeError:
+            known, looked_up = False, False
+        if known:
+            return self._sent(row, kind, tx_hash, data, note=f"the node has it; the send failed: {message}")
+        refused = isinstance(exc, RpcError) and "already known" not in message.lower()
+        if refused and looked_up:
+            return self._rejected(row, message)
+        log.warning("block %s: the send of %s got no clear answer: %s", self.head, tx_hash, message)
+        self._sent(row, kind, tx_hash, data, status="unknown", note=f"no clear answer to the send: {message}")
+
+    def _rejected(self, row: int, message: str) -> None:
+        try:
+            self.nonce = self.chain.nonce(self.address, "pending")
+        except NodeError:  # the refused transaction did not use its nonce: keep it
+            pass
         self.ledger.update(row, status="rejected", error=message, **self._book_values(self.mid))
         log.warning("block %s: the node rejected the transaction: %s", self.head, message)
         self.echo(f"block {self.head}: rejected by the node: {message}; next nonce {self.nonce}")
@@ -602,8 +793,12 @@ class LiveTrader:
     def net_value(self) -> float:
         return self.equity() - self.gas_quote()
 
-    def _book_values(self, mid: float) -> dict:
-        return {"position": self.position(), "cash": self.cash(), "equity": self.cash() + self.position() * mid}
+    def _book_values(self, mid: float, fills: Fills | None = None, sign: int = 1) -> dict:
+        """The book's position, cash and equity at `mid` (after `fills`, applied `sign` times, if given)."""
+        base = self.book.base + (sign * fills.base if fills else 0)
+        quote = self.book.quote + (sign * fills.quote if fills else 0)
+        position, cash = base / self.scale[0], quote / self.scale[1]
+        return {"position": position, "cash": cash, "equity": cash + position * mid}
 
     def _day(self, block: int) -> str:
         return datetime.fromtimestamp(int(self.chain.block(block)["timestamp"], 16), timezone.utc).date().isoformat()
@@ -623,7 +818,7 @@ class LiveTrader:
             start_equity=self.start_equity, end_equity=self.equity(), pnl=self.net_value() - self.start_equity,
             gas_eth=self.book.gas_wei / 1e18, statuses=dict(statuses), reconciled=not self.mismatches,
             mismatches=list(self.mismatches), killed=self.kill.reason if self.killed_at is not None else None,
-            in_flight=len(self.in_flight),
+            in_flight=len(self.in_flight), stopped=self.stopped,
             ledger_path=self.ledger.path if self.ledger.rows else None, rows=[dict(r) for r in self.ledger.rows])
 
     def close(self) -> None:
@@ -638,12 +833,25 @@ class LiveTrader:
         self.close()
 
 
+_URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
+
+
 def node_origin(url: str) -> str:
     """scheme://host:port of a node URL: hosted nodes carry API keys in the path or query, kept out of files."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: leave it out
+        port = None
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
+
+
+def _origin_of_match(match: re.Match) -> str:
+    url = match.group(0)
+    trail = len(url) - len(url.rstrip(".,;:!?)]}"))
+    return node_origin(url[:len(url) - trail]) + url[len(url) - trail:]
 
 
 def guard_chain_id(chain_id: int, config: LiveConfig) -> None:
@@ -684,16 +892,19 @@ def run_live(rpc_url: str, wallet: Wallet, runner, router: str, lake_dir: str | 
     `lambda: devnet.run(1)` on a devnet the caller drives). The kill switch (the file, or SIGINT / SIGTERM /
     SIGUSR1) stops new orders at once. Either way the loop then follows the transactions still in flight
     until they resolve (at most `drop_after_blocks` + 2 more heads), so the report's book is settled.
+    Node errors at `config.max_failed_heads` consecutive heads stop the run at once (the report says so and
+    lists what is still in flight; the ledger is written at every change).
     """
     config = config or LiveConfig()
     kill = KillSwitch(Path(kill_file) if kill_file else None)
     with kill, LiveTrader(rpc_url, wallet, runner, router, lake_dir, config, kill, echo) as trader:
         trader.start()
         heads = 0
-        while (blocks is None or heads < blocks) and not (trader.killed_at is not None and not trader.in_flight):
+        while ((blocks is None or heads < blocks) and not (trader.killed_at is not None and not trader.in_flight)
+               and trader.stopped is None):
             heads += _next_head(trader, kill, config, advance)
         extra = 0
-        while trader.in_flight and extra < config.drop_after_blocks + 2:
+        while trader.in_flight and extra < config.drop_after_blocks + 2 and trader.stopped is None:
             extra += _next_head(trader, kill, config, advance, decide=False)
         report = trader.report()
     echo(report.summary())
@@ -707,7 +918,7 @@ def _next_head(trader: LiveTrader, kill: KillSwitch, config: LiveConfig, advance
     if advance is not None:
         advance()
     else:
-        kill.wait(config.poll_seconds)
+        kill.wait(trader.retry_seconds())
     return 0
 
 

@@ -4,7 +4,9 @@ A private key that reaches a log line, an exception message, a ledger row or run
 leaks (CI logs, bug reports, the lake shipped to a colleague). So the key lives only inside `Wallet`:
 its repr/str show the address and `<redacted>`; it is never pickled; every error raised while loading or
 signing is a fresh `ConfigError`/`SigningError` whose text is written here (never the underlying
-exception's text, which may echo its input) and raised `from None`.
+exception's text, which may echo its input), raised outside any `except` block (so it has no
+`__context__` holding the library's exception and its frames) after the frames it leaves have dropped
+every local that holds the key (a traceback printed with its locals shows none).
 
 Signing uses eth_account (EIP-1559 type-2 transactions); nothing here does its own cryptography.
 """
@@ -39,16 +41,10 @@ class Wallet:
     __slots__ = ("_account", "address")
 
     def __init__(self, key: str):
-        from eth_account import Account
-
-        text = key.strip() if isinstance(key, str) else ""
-        digits = text[2:] if text[:2].lower() == "0x" else text
-        if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            raise ConfigError("the private key is malformed: expected 32 bytes as 64 hex digits (0x optional)")
-        try:
-            account = Account.from_key("0x" + digits)
-        except Exception:  # e.g. zero or above the curve order; the library's message would echo the key
-            raise ConfigError("the private key is not a valid secp256k1 key") from None
+        account, error = _account(key)
+        del key  # a traceback printed with its locals must not show it
+        if error is not None:
+            raise ConfigError(error)
         object.__setattr__(self, "_account", account)
         object.__setattr__(self, "address", account.address.lower())
 
@@ -56,7 +52,7 @@ class Wallet:
         raise AttributeError("Wallet is immutable")
 
     def __repr__(self) -> str:
-        return f"Wallet({self.address}, key=<redacted>)"
+        return f"Wallet({getattr(self, 'address', '<no address>')}, key=<redacted>)"  # also half-built
 
     __str__ = __repr__
 
@@ -68,10 +64,13 @@ class Wallet:
         from eth_utils import to_checksum_address
 
         tx = {**tx, "to": to_checksum_address(tx["to"])} if tx.get("to") else dict(tx)
+        error = None
         try:
             signed = self._account.sign_transaction(tx)
-        except Exception as exc:
-            raise SigningError(f"cannot sign the transaction: {self.redact(str(exc))}") from None
+        except Exception as exc:  # its frames hold the key: only its redacted text leaves this block
+            error = f"cannot sign the transaction: {self.redact(str(exc))}"
+        if error is not None:
+            raise SigningError(error)
         return SignedTx(signed.raw_transaction.to_0x_hex(), signed.hash.to_0x_hex())
 
     def redact(self, text: str) -> str:
@@ -87,6 +86,24 @@ class Wallet:
         return "".join(out) + text[start:]
 
 
+def _account(key):
+    """(eth_account account, None) for a valid key, else (None, why not): returns rather than raises, so no
+    exception (nor its frames' locals) ever holds the key."""
+    from eth_account import Account
+
+    text = key.strip() if isinstance(key, str) else ""
+    del key
+    digits = text[2:] if text[:2].lower() == "0x" else text
+    del text
+    if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None, "the private key is malformed: expected 32 bytes as 64 hex digits (0x optional)"
+    try:
+        return Account.from_key("0x" + digits), None
+    except Exception:  # e.g. zero or above the curve order; the library's message would echo the key
+        pass
+    return None, "the private key is not a valid secp256k1 key"
+
+
 def load_wallet(key_file: str | Path | None = None, env: str = KEY_ENV) -> Wallet:
     """The wallet from `key_file` (a file holding the hex key), else from the environment variable `env`.
 
@@ -99,19 +116,26 @@ def load_wallet(key_file: str | Path | None = None, env: str = KEY_ENV) -> Walle
         source, text = f"${env}", os.environ.get(env)
         if not text:
             raise ConfigError(f"no signing key: pass --key-file PATH or set ${env}")
+    error = None
     try:
         return Wallet(text)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        error = f"{source}: {exc}"
+    finally:
+        del text
+    raise ConfigError(error)
 
 
 def _read_key_file(path: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"key file {path} does not exist or is not a file")
+    text = None
     try:
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"key file {path} cannot be read as ASCII text") from None
+    except (OSError, UnicodeDecodeError):  # a UnicodeDecodeError holds the file's bytes: not kept
+        pass
+    if text is None:
+        raise ConfigError(f"key file {path} cannot be read as ASCII text")
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("key file %s is readable by other users: chmod 600 it", path)
     return text

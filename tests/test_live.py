@@ -1,19 +1,24 @@
 """Live trading on a real devnet: signed swaps, ledger = chain, risk checks, kill switch, dry run, chain-id
-guard, replaced and dropped transactions, and a key that never leaks.
+guard, replaced and dropped transactions, sends with no clear answer, node errors between decisions, reorgs
+of booked swaps, and a key (or node URL) that never leaks.
 
 The module runs its own devnet (same seed as the session one, so the same first 200 blocks), because it
 mines blocks and moves pools, which the session devnet's users must not see. Each test trades from its own
-dev account (30+; the market uses 0..23), funded by the faucet in the fixture. The chain moves between
-trader steps with `dn.run(1)`: the market mines the trader's transactions with its own.
+dev account (24..39; the deployer is 0, the market uses 1..23), funded by the faucet in the fixture. The
+chain moves between trader steps with `dn.run(1)`: the market mines the trader's transactions with its own.
+Tests whose chain points depend on timing (the CLI's miner thread) come last.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
+import traceback
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -24,20 +29,25 @@ from chainlake.catalog import build_catalog, query
 from chainlake.cli import app
 from chainlake.devnet import Anvil, Devnet, dev_account
 from chainlake.devnet.faucet import confirm, fund
-from chainlake.devnet.rpc import Rpc, encode_call
-from chainlake.errors import ConfigError
+from chainlake.devnet.rpc import Rpc, RpcError, encode_call
+from chainlake.errors import ConfigError, NodeError
 from chainlake.follow import follow_step
 from chainlake.rpc import RpcClient
 from rl.env import BUY, HOLD, SELL
-from rl.live import LiveConfig, LiveTrader, guard_chain_id, node_origin, run_live
+from rl.live import Chain, LiveConfig, LiveTrader, guard_chain_id, node_origin, run_live
 from rl.pipeline import AgentConfig, train
 from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
 from rl.trader import PolicyRunner
-from rl.wallet import Wallet, load_wallet
+from rl.wallet import SigningError, Wallet, load_wallet
 
 ACCOUNTS = {"policy": 30, "scripted": 31, "risk": 32, "kill": 33, "dry": 34, "replace": 35, "drop": 36,
-            "leak": 37, "cli": 38, "loop": 39}
+            "leak": 37, "cli": 38, "loop": 39, "lost": 24, "unknown": 25, "exposure": 26, "flaky": 27,
+            "reorg_gone": 28, "reorg_moved": 29}
 FUNDS = {"WETH": 10, "USDC": 30_000}
+CASH = {"USDC": 60_000}  # no WETH: a buy is not cut by the position sizing (half the value in base)
+FUNDED = {"cli": CASH, "lost": CASH, "exposure": CASH}
+WIDE = RiskLimits(max_slippage=0.05)  # the market (sandwich bot included) rarely moves a swap this far
+SECRET_URL = "https://node.example.io:8443/v3/SECRETKEY123?apikey=SECRETKEY123"
 SMALL = AgentConfig(walk_forward_folds=2, regime_test_rows=60)
 DATASETS = ("blocks", "transactions", "logs")
 
@@ -76,7 +86,8 @@ class Scripted:
 def dn():
     with Devnet(seed=7) as node:
         node.run(200)
-        hashes = [h for i in ACCOUNTS.values() for h in fund(node.url, node.layout, dev_account(i)[0], FUNDS)]
+        hashes = [h for who, i in ACCOUNTS.items()
+                  for h in fund(node.url, node.layout, dev_account(i)[0], FUNDED.get(who, FUNDS))]
         node.run(1)
         confirm(node.url, hashes)
         yield node
@@ -299,28 +310,50 @@ def test_a_dropped_transaction_is_detected_and_its_nonce_reused(dn, tmp_path):
     t.close()
 
 
+def shown(exc: BaseException) -> str:
+    """All a traceback of `exc` can show: message, chained exceptions and every frame's locals (the
+    test's own frame, which holds the key, left out)."""
+    return "".join(traceback.TracebackException(type(exc), exc, exc.__traceback__.tb_next,
+                                                capture_locals=True).format())
+
+
 def test_the_key_never_leaks(dn, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     _, key = dev_account(ACCOUNTS["leak"])
     digits = key[2:]
     errors = []
-    for bad in (key[:-1], key + "00", "0x" + "g" * 64):
+
+    def refused(exc):
+        assert exc.__context__ is None and exc.__cause__ is None  # no library exception (nor its frames) kept
+        errors.extend([str(exc), shown(exc)])
+
+    secp_order = "0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+    for bad in (key[:-1], key + "00", "0x" + "g" * 64, secp_order):
         with pytest.raises(ConfigError) as exc:
             Wallet(bad)
-        errors.append(str(exc.value))
+        refused(exc.value)
+    assert secp_order[2:] not in shown(exc.value)  # an invalid key is not shown either
     bad_file = tmp_path / "key.txt"
     bad_file.write_text(f"private key: {key}\n")
     with pytest.raises(ConfigError) as exc:
         load_wallet(bad_file)
-    errors.append(str(exc.value))
+    refused(exc.value)
+    binary_file = tmp_path / "key.bin"
+    binary_file.write_bytes(key.encode() + b"\xff")
+    with pytest.raises(ConfigError, match="ASCII") as exc:
+        load_wallet(binary_file)
+    refused(exc.value)
     with pytest.raises(ConfigError) as exc:
         load_wallet(tmp_path / "missing.txt")
-    errors.append(str(exc.value))
+    refused(exc.value)
     good_file = tmp_path / "good.txt"
     good_file.write_text(key + "\n")
     good_file.chmod(0o600)
     wallet = load_wallet(good_file)
     assert key[2:] not in repr(wallet) + str(wallet) and wallet.address in repr(wallet)
+    with pytest.raises(SigningError) as exc:  # eth_account's frames below hold the key
+        wallet.sign({"to": wallet.address, "chainId": 31337, "nonce": "not a number", "gas": 21_000, "value": 0})
+    refused(exc.value)
     with pytest.raises(TypeError):
         __import__("pickle").dumps(wallet)
     lines: list[str] = []
@@ -378,7 +411,171 @@ def test_a_stored_policy_trades_live_on_the_followed_lake(dn, policy_lake, tmp_p
         assert nonce(dn, address, "latest") - rows.get_column("nonce").min() == mined.height
 
 
+def lose_answer(t, send: bool = True, error: Exception | None = None) -> None:
+    """`t`'s next eth_sendRawTransaction gets no answer (an httpx timeout becomes a NodeError naming the
+    node's URL); with `send`, the node has the transaction anyway."""
+    real = t.chain.send_raw
+
+    def flaky(raw):
+        t.chain.send_raw = real
+        if send:
+            real(raw)
+        raise error or NodeError(f"cannot reach {SECRET_URL}: timed out")
+
+    t.chain.send_raw = flaky
+
+
+def no_secret(texts) -> bool:
+    return all("SECRETKEY" not in (text or "") for text in texts)
+
+
+def test_a_send_whose_answer_is_lost_is_followed_and_counts_against_the_limits(dn):
+    """The node got the swap but its answer timed out: in flight, mined, booked; the next buy sees it."""
+    lines: list[str] = []
+    t = trader(dn, "lost", [BUY, BUY], echo=lines.append, limits=replace(WIDE, max_position=7.0))
+    lose_answer(t)
+    trade(dn, t, 4)
+    rows = orders(t.ledger.rows)
+    assert [r["status"] for r in rows if r["kind"] == "swap"] == ["mined", "blocked:max_position"]
+    swap = [r for r in rows if r["kind"] == "swap"][0]
+    assert swap["tx_hash"] and "timed out" in swap["error"] and "https://node.example.io:8443" in swap["error"]
+    base, quote, eth = on_chain(dn, t)
+    assert (t.book.base, t.book.quote, t.book.eth) == (base, quote, eth) and t.report().reconciled
+    assert base / 1e18 <= 7.0 and not t.in_flight
+    assert no_secret(lines + [r["error"] for r in rows])
+    t.close()
+
+
+@pytest.mark.parametrize("error", ["transport", "already known"])
+def test_a_send_with_no_clear_answer_is_followed_until_it_is_dropped(dn, error):
+    """The send's answer is lost (and so is the look-up), or the node says "already known" without having
+    it: the swap is in flight as "unknown", blocks the next one, and is dropped later; its nonce is reused."""
+    t = trader(dn, "unknown", [SELL, SELL, SELL], drop_after_blocks=2, limits=WIDE)
+    start_nonce = t.nonce
+    lose_answer(t, send=False, error=RpcError("eth_sendRawTransaction", {"code": -32000, "message": "already known"})
+                if error == "already known" else None)
+    if error == "transport":  # the look-up fails too: nothing is known
+        real = t.chain.transaction
+        t.chain.transaction = lambda tx_hash: (setattr(t.chain, "transaction", real),
+                                               (_ for _ in ()).throw(NodeError("timed out")))[1]
+    dn.run(1)
+    t.step()
+    (row,) = orders(t.ledger.rows)
+    assert row["status"] == "unknown" and row["nonce"] == start_nonce and len(t.in_flight) == 1
+    trade(dn, t, 3)
+    assert [r["status"] for r in orders(t.ledger.rows)] == ["dropped", "blocked:in_flight", "mined"]
+    assert orders(t.ledger.rows)[2]["nonce"] == start_nonce  # the nonce the unknown send held is used
+    assert t.report().reconciled and nonce(dn, t.address, "latest") == start_nonce + 1
+    t.close()
+
+
+def test_the_limits_see_the_chain_and_a_lasting_mismatch_trips_the_kill_switch(dn):
+    """WETH arrives that no transaction of ours explains: the buy is checked against what the chain holds
+    (not the ledger's 0), and the mismatch, still there at the next head with nothing in flight, kills."""
+    lines: list[str] = []
+    t = trader(dn, "exposure", [BUY, HOLD, BUY], echo=lines.append,
+               limits=replace(WIDE, max_position=7.0))
+    weth = dn.layout.tokens["WETH"].address
+    with Rpc(dn.url) as rpc:
+        rpc.call("eth_sendTransaction", {"from": dn.layout.deployer, "to": weth, "gas": hex(60_000),
+                                         "data": encode_call("transfer(address,uint256)", t.address, 4 * 10**18)})
+    dn.run(1)
+    t.step()  # 4 WETH on chain, 0 in the book: a 5 WETH buy would hold 9 > 7
+    assert [r["status"] for r in orders(t.ledger.rows) if r["kind"] == "swap"] == ["blocked:max_position"]
+    assert len(t.mismatches) == 1 and not t.kill.tripped()
+    dn.run(1)
+    t.step()  # the same difference at a second head, nothing in flight
+    assert t.kill.reason == "reconciliation mismatch" and t.killed_at == t.head
+    dn.run(1)
+    t.step()  # killed: the last buy is never decided
+    assert [r["status"] for r in orders(t.ledger.rows) if r["kind"] == "swap"] == ["blocked:max_position"]
+    assert t.report().killed == "reconciliation mismatch" and not t.report().reconciled
+    assert any("kill switch (reconciliation mismatch)" in line for line in lines)
+    t.close()
+
+
+def test_node_errors_outside_the_decision_are_retried_then_stop_the_run(dn, tmp_path, monkeypatch):
+    """Following fails at two heads (the swap is booked at the third), then at every head: the run stops
+    after `max_failed_heads`, with its report, the ledger written and the swap still in flight listed."""
+    address, key = dev_account(ACCOUNTS["flaky"])
+    failing = {"heads": 0}
+    real_receipt = Chain.receipt
+
+    def receipt(self, tx_hash):
+        if failing["heads"]:
+            raise NodeError(f"cannot reach {SECRET_URL}: connection refused")
+        return real_receipt(self, tx_hash)
+
+    def advance():
+        failing["heads"] = max(failing["heads"] - 1, 0)
+        dn.run(1)
+
+    def echo(line):
+        lines.append(line)
+        if "sent swap" in line:  # two failing heads after the first swap, then for good
+            failing["heads"] = 3 if sum("sent swap" in x for x in lines) == 1 else 10**6
+
+    lines: list[str] = []
+    monkeypatch.setattr(Chain, "receipt", receipt)
+    report = run_live(dn.url, Wallet(key), Scripted(dn.layout, [SELL, HOLD, SELL]), dn.layout.router, tmp_path,
+                      blocks=20, config=LiveConfig(follow=False, max_failed_heads=4, limits=WIDE), echo=echo,
+                      advance=advance)
+    failed = [line for line in lines if "cannot follow the transactions in flight" in line]
+    assert len(failed) == 2 + 4 and "https://node.example.io:8443: connection refused" in failed[0]
+    assert report.stopped == "node errors at 4 consecutive heads" and "stopped: node errors" in lines[-1]
+    assert report.in_flight == 1 and report.statuses == {"mined": 1, "sent": 1}
+    on_disk = pl.read_parquet(report.ledger_path).filter(pl.col("kind") == "swap")
+    assert on_disk.get_column("status").to_list() == ["mined", "sent"]
+    assert no_secret(lines + on_disk.get_column("error").to_list())
+
+
+def reorg_last_block(dn, ours: str, place: str) -> int:
+    """Replace the head block by one with the same market transactions, ours dropped ("gone") or first
+    ("moved"); the market's nonces and clock are unchanged. The block's number."""
+    with Rpc(dn.url) as rpc:
+        block = rpc.call("eth_getBlockByNumber", "latest", False)
+        raws = {h: rpc.call("eth_getRawTransactionByHash", h) for h in block["transactions"]}
+        others = [raws[h] for h in block["transactions"] if h != ours]
+        txs = ([raws[ours]] if place == "moved" else []) + others
+        rpc.call("anvil_reorg", 1, [[raw, 0] for raw in txs])
+        assert rpc.call("eth_getBlockByNumber", block["number"], False)["hash"] != block["hash"]
+    return int(block["number"], 16)
+
+
+@pytest.mark.parametrize("place", ["gone", "moved"])
+def test_a_booked_swap_is_revisited_after_a_reorg(dn, place):
+    """A mined swap's block is replaced: gone, its fills are reversed and it is in flight again (then
+    dropped, its nonce reused); moved within the new block, it is re-booked from its new receipt."""
+    lines: list[str] = []
+    t = trader(dn, f"reorg_{place}", [SELL], echo=lines.append, drop_after_blocks=2, limits=WIDE)
+    dn.run(1)
+    t.step()
+    dn.run(1)
+    t.step()
+    (row,) = orders(t.ledger.rows)
+    assert row["status"] == "mined" and row["mined_block"] == t.head
+    number = reorg_last_block(dn, row["tx_hash"], place)
+    dn.run(1)
+    t.step()
+    (row,) = orders(t.ledger.rows)
+    assert (t.book.base, t.book.quote, t.book.eth) == on_chain(dn, t) and t.report().reconciled
+    if place == "gone":
+        assert row["status"] == "reorged" and row["mined_block"] is None and len(t.in_flight) == 1
+        assert any(f"is no longer on the chain" in line for line in lines)
+        trade(dn, t, 2)
+        (row,) = orders(t.ledger.rows)
+        assert row["status"] == "dropped" and t.nonce == row["nonce"] == nonce(dn, t.address)
+    else:
+        receipt = t.chain.receipt(row["tx_hash"])
+        assert row["status"] == "mined" and row["mined_block"] == number and not t.in_flight
+        assert receipt["transactionIndex"] == "0x0" and any("re-booked after a reorg" in line for line in lines)
+    assert (t.book.base, t.book.quote, t.book.eth) == on_chain(dn, t) and t.report().reconciled
+    t.close()
+
+
 def test_the_cli_trades_a_stored_policy_until_the_kill_file(dn, policy_lake, tmp_path):
+    """`buy_and_hold` (a baseline with the trained settings, so it buys at once) through the CLI; the kill
+    file appears once the ledger holds a mined swap and a logged hold, and the run stops at the next head."""
     lake, models = policy_lake
     address, key = dev_account(ACCOUNTS["cli"])
     key_file = tmp_path / "key"
@@ -388,30 +585,46 @@ def test_the_cli_trades_a_stored_policy_until_the_kill_file(dn, policy_lake, tmp
     start = nonce(dn, address, "latest")
     stop = threading.Event()
 
-    def mine():  # the chain moves while the command runs; after 6 blocks, the kill file
-        for i in range(40):
-            if stop.wait(0.4):
+    def ledger() -> list[dict]:
+        rows = []
+        for path in (lake / "live_ledger").glob("*.parquet"):
+            rows += pl.read_parquet(path).filter(pl.col("address") == address).to_dicts()
+        return rows
+
+    def mine():  # the chain moves while the command runs
+        for _ in range(60):
+            if stop.wait(0.3):
                 return
             dn.run(1)
-            if i == 6:
+            rows = ledger()
+            if (any(r["kind"] == "swap" and r["status"] == "mined" for r in rows)
+                    and any(r["kind"] == "decision" for r in rows)):
                 kill_file.touch()
 
     miner = threading.Thread(target=mine)
     miner.start()
     try:
         result = CliRunner().invoke(app, [
-            "live", "--policy", "sarsa", "--rpc-url", dn.url, "--key-file", str(key_file), "--router",
+            "live", "--policy", "buy_and_hold", "--rpc-url", dn.url, "--key-file", str(key_file), "--router",
             dn.layout.router, "--blocks", "30", "--kill-file", str(kill_file), "--lake", str(lake),
             "--models", str(models), "--max-slippage", "0.02", "--datasets", ",".join(DATASETS)])
     finally:
         stop.set()
         miner.join()
     assert result.exit_code == 0, result.output
-    assert "kill switch (kill file" in result.output and "balances reconciled" in result.output
-    assert "ledger: " in result.output or "no orders" in result.output
+    assert "balances reconciled" in result.output and "ledger: " in result.output
     assert key[2:] not in result.output
-    decisions = sql(lake, f"SELECT status FROM live_ledger WHERE address = '{address}' AND kind = 'decision'")
-    ledger = sql(lake, f"SELECT status FROM live_ledger WHERE address = '{address}' AND kind = 'swap'")
-    assert len(decisions) + len(ledger) >= 1 and {s for (s,) in decisions} <= {"hold"}  # every decision logged
-    assert {s for (s,) in ledger} <= {"mined", "reverted", "blocked:in_flight", "blocked:max_slippage"}
-    assert nonce(dn, address, "latest") == start + sum(s in ("mined", "reverted") for (s,) in ledger)
+    first = int(re.search(r"chain 31337, head (\d+);", result.output).group(1))
+    killed = int(re.search(r"block (\d+): kill switch \(kill file", result.output).group(1))
+    swaps = sql(lake, f"SELECT status, decision_block, mined_block FROM live_ledger "
+                      f"WHERE address = '{address}' AND kind = 'swap' ORDER BY decision_block")
+    holds = sql(lake, f"SELECT status, decision_block FROM live_ledger WHERE address = '{address}' "
+                      f"AND kind = 'decision'")
+    assert holds and {s for s, _ in holds} == {"hold"}  # every decision is logged, holds too
+    assert swaps[0][0] == "mined" and first < swaps[0][1] < min(b for _, b in holds)  # it bought first
+    assert {s for s, _, _ in swaps} <= {"mined", "blocked:in_flight"}
+    assert max(b for _, b, _ in swaps + [(s, b, None) for s, b in holds]) <= killed  # nothing decided after
+    assert max(m for _, _, m in swaps if m is not None) < killed < first + 30  # the kill, not --blocks, ended it
+    approvals = sql(lake, f"SELECT count(*) FROM live_ledger WHERE address = '{address}' AND kind = 'approve' "
+                          f"AND status = 'mined'")[0][0]
+    assert nonce(dn, address, "latest") == start + approvals + sum(s == "mined" for s, _, _ in swaps)

@@ -56,13 +56,18 @@ class Rpc:
             raise NodeError(f"cannot reach {self.url}: {exc}") from exc
         if response.status_code != 200:
             raise NodeError(f"{self.url} answered HTTP {response.status_code}: {response.text[:200]}")
-        replies = orjson.loads(response.content)
+        try:
+            replies = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise NodeError(f"{self.url} answered something that is not JSON: {response.text[:200]!r}") from None
         if isinstance(replies, dict):  # a whole-batch error
             raise RpcError("batch", replies.get("error", replies))
-        by_id = {r["id"]: r for r in replies}
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
         results = []
         for i, (method, _) in enumerate(calls):
-            reply = by_id[i]
+            reply = by_id.get(i)
+            if reply is None:
+                raise NodeError(f"{self.url} left call {i} ({method}) of a batch unanswered")
             if "error" in reply:
                 if not allow_errors:
                     raise RpcError(method, reply["error"])
