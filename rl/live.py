@@ -2,16 +2,28 @@
 
 Per new head h (`LiveTrader.step`):
 1. the lake catches up with the node (`chainlake.follow.follow_step`), so the policy sees block h;
-2. every transaction in flight is followed: mined (fills read from the receipt's Transfer logs, gas from
+2. transactions booked less than `confirmations` blocks ago are re-checked when their block's hash changed
+   (or the follow step found a fork at or below it): gone from the chain, their fills are reversed and they
+   are in flight again (status "reorged"); mined elsewhere, they are re-booked from the new receipt;
+3. every transaction in flight is followed: mined (fills read from the receipt's Transfer logs, gas from
    gasUsed x effectiveGasPrice), reverted, replaced (our nonce was mined under another hash: that
    transaction's effects are booked instead) or dropped (gone from the pool and not mined
    `drop_after_blocks` after sending: the nonce is resynced);
-3. the ledger's book (base, quote, ETH) is reconciled with on-chain balances at block h; any difference is
-   logged, shown, and written into the rows resolved at that block;
-4. the policy decides for h + 1 (`rl.trader.PolicyRunner`), the order is sized as the env sizes it
+4. the ledger's book (base, quote, ETH) is reconciled with on-chain balances at block h; any difference is
+   logged, shown, and written into the rows resolved at that block; one that stays `mismatch_heads`
+   consecutive heads with nothing in flight trips the kill switch ("reconciliation mismatch");
+5. the policy decides for h + 1 (`rl.trader.PolicyRunner`), the order is sized as the env sizes it
    (`order_quantity`), quoted on chain (the router's getAmountsIn/Out at block h), risk-checked
-   (`rl.risk.check`), built as a router swap with an amount bound from the slippage limit and a deadline,
-   signed (`rl.wallet.Wallet`) and sent, or printed in dry-run mode.
+   (`rl.risk.check`, with the larger of the book's and the chain's position, and funds that both hold),
+   built as a router swap with an amount bound from the slippage limit and a deadline, signed
+   (`rl.wallet.Wallet`) and sent, or printed in dry-run mode.
+
+Each phase is guarded: a failure is one line and the head's later phases wait for the next head (a lake or
+features that fail skip only the decision); node errors at `max_failed_heads` consecutive heads stop the run
+with its report. A send without a clear answer (a timeout, "already known") is not a rejection: the
+transaction's hash is known before sending, so the node is asked for it; it is in flight ("sent", or
+"unknown" until it is mined or dropped). Only a refusal by the node of a transaction it does not have is
+"rejected".
 
 At most one swap is in flight: while one is, new decisions are recorded as `blocked:in_flight` (an order
 that could not land at its decision block has no business being stacked behind another).
@@ -19,7 +31,8 @@ that could not land at its decision block has no business being stacked behind a
 Every order is one row of `LAKE/live_ledger/<run_id>.parquet` (catalog view `live_ledger`), and so is every
 hold (kind "decision", status "hold", with the book and the reconciliation at that block), rewritten
 atomically whenever a row changes; the run's settings are in `<run_id>.meta.json` beside it. The key never
-reaches either, nor a log line, nor an error: only the wallet's address does.
+reaches either, nor a log line, nor an error: only the wallet's address does; node URLs are cut to
+scheme://host:port wherever they would appear (hosted nodes carry API keys in them).
 
 Refusals, before anything is sent: a chain id other than the devnet's (31337) unless `allow_chain_id` names
 it, a router that does not trade the policy's pool, no ETH for gas.

@@ -5,7 +5,8 @@ the ledger as `blocked:<rule>` and nothing is sent. The rules, in the order they
 
 - `kill_switch`: the switch has tripped (no new order after that, whatever the policy says);
 - `max_notional`: the order's quote value at the pool's mid is above the per-trade limit;
-- `max_position`: a buy would take the base held (plus what is still in flight) above the limit;
+- `max_position`: a buy would take the base held (the larger of the ledger's book and the chain's balance
+  at the head, so a swap the book missed still counts) plus what is in flight above the limit;
 - `max_slippage`: the order's price impact against the pool (fee excluded) is above the limit; the
   same limit also bounds the swap on chain (amount-out minimum / amount-in maximum), so a price that
   moves between the quote and the block cannot fill worse either;
@@ -62,7 +63,8 @@ class Order:
 
 @dataclass(frozen=True)
 class RiskState:
-    """The book when the order is checked: base held or in flight, and the P&L since the day started."""
+    """The book when the order is checked: base held (the larger of book and chain) or in flight, and the P&L
+    since the day started."""
 
     position: float
     day_pnl: float
