@@ -12,12 +12,19 @@ Starts a devnet, mines a warm-up, fills a lake (`follow_step`), trains the agent
 - **peer (naive path)**: follow_step + `training_frame` for the block + the policy, i.e. what a decision costs
   when it waits for the lake (the same follow_step run, plus its own training_frame and policy call).
 
+The decision path runs in two settings, one devnet each: **in-process** (the bench process, polars' default
+thread pool) and **decision process** (its own process started with POLARS_MAX_THREADS=1, as a deployment
+would run a latency-critical decision service apart from the lake writer; polars' pool is process-wide, so
+this setting cannot be had inside the lake writer's process). In both, the lake path runs after the
+decision of each block, not at the same time, so the two do not contend for the cores.
+
 Prints p50 / p99 / max and writes them, with the machine, to bench/RESULTS.md (`make bench-follow`).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import shutil
@@ -65,7 +72,73 @@ def wait_for_head(client: RpcClient, after: int) -> tuple[int, float]:
         time.sleep(0.001)
 
 
-def run(warmup: int, blocks: int, seed: int, txs: int) -> dict[str, list[float]]:
+def decide(online: OnlineFeatures, client: RpcClient, policy, names: list[str], flip: bool, seen: int) -> dict:
+    """Wait for a head after `seen`, compute its features online and let the policy act: the measured path."""
+    head, t0 = wait_for_head(client, seen)
+    values = online.on_block(head)
+    t1 = time.perf_counter()
+    policy.act(observation(values, names, flip))
+    t2 = time.perf_counter()
+    return {"head": head, "fetch": online.timings["fetch"], "decode": online.timings["decode"],
+            "features": online.timings["features"], "policy": t2 - t1, "decision": t2 - t0, "t0": t0}
+
+
+def decision_service(conn, lake: str, url: str, models: str, pool: str, flip: bool) -> None:
+    """The decision path in a process of its own: for each `seen` received, `decide` and send the result."""
+    policy, _ = load_policies(Path(models), names=("tabular",))["tabular"]
+    names = [column_name(f) for f in DEFAULT_FEATURES]
+    with RpcClient(url) as client, OnlineFeatures(lake, url, DEFAULT_FEATURES, pool=pool) as online:
+        conn.send(client.block_number())
+        while (seen := conn.recv()) is not None:
+            conn.send(decide(online, client, policy, names, flip, seen))
+
+
+class InProcess:
+    """The decision path in the bench process (the same `decide`)."""
+
+    def __init__(self, lake, url, models, pool, flip):
+        self.policy, _ = load_policies(models, names=("tabular",))["tabular"]
+        self.names, self.flip = [column_name(f) for f in DEFAULT_FEATURES], flip
+        self.client = RpcClient(url)
+        self.online = OnlineFeatures(lake, url, DEFAULT_FEATURES, pool=pool)
+        self.seen = self.client.block_number()
+
+    def decide(self, seen: int) -> dict:
+        return decide(self.online, self.client, self.policy, self.names, self.flip, seen)
+
+    def close(self) -> None:
+        self.online.close()
+        self.client.close()
+
+
+class OwnProcess:
+    """The decision path in its own process, started with POLARS_MAX_THREADS=1 (`decision_service`)."""
+
+    def __init__(self, lake, url, models, pool, flip):
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: polars reads the variable at import
+        self.conn, child = ctx.Pipe()
+        saved = os.environ.get("POLARS_MAX_THREADS")
+        os.environ["POLARS_MAX_THREADS"] = "1"
+        try:
+            self.process = ctx.Process(target=decision_service, args=(child, str(lake), url, str(models), pool, flip))
+            self.process.start()
+        finally:
+            if saved is None:
+                del os.environ["POLARS_MAX_THREADS"]
+            else:
+                os.environ["POLARS_MAX_THREADS"] = saved
+        self.seen = self.conn.recv()
+
+    def decide(self, seen: int) -> dict:
+        self.conn.send(seen)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(30)
+
+
+def run(warmup: int, blocks: int, seed: int, txs: int, own_process: bool = False) -> dict[str, list[float]]:
     shutil.rmtree(WORK, ignore_errors=True)
     lake, models = WORK / "lake", WORK / "models"
     series: dict[str, list[float]] = {k: [] for k in ("fetch", "decode", "features", "policy", "decision",
@@ -78,15 +151,13 @@ def run(warmup: int, blocks: int, seed: int, txs: int) -> dict[str, list[float]]
         pool, flip = result.episode.market.pool, not result.episode.market.base_is_token0
         names = [column_name(f) for f in DEFAULT_FEATURES]
         print(f"warm-up: {warmup} blocks, lake head {lake_head(lake)}, pool {pool}, policy trained", flush=True)
-        with OnlineFeatures(lake, dn.url, DEFAULT_FEATURES, pool=pool) as online:
-            seen = client.block_number()
+        decider = (OwnProcess if own_process else InProcess)(lake, dn.url, models, pool, flip)
+        try:
+            seen = decider.seen
             for _ in range(blocks):
                 dn.market.step()
-                head, t0 = wait_for_head(client, seen)
-                values = online.on_block(head)
-                t1 = time.perf_counter()
-                policy.act(observation(values, names, flip))
-                t2 = time.perf_counter()
+                decision = decider.decide(seen)
+                head, t0 = decision["head"], decision["t0"]
                 lag = head - lake_head(lake)
                 step_start = time.perf_counter()
                 follow_step(client, dn.url, lake, datasets=DATASETS)
@@ -95,13 +166,14 @@ def run(warmup: int, blocks: int, seed: int, txs: int) -> dict[str, list[float]]
                 row = training_frame(entities, DEFAULT_FEATURES, lake_dir=lake, full_feature_names=True).to_dicts()[0]
                 policy.act(observation(row, names, flip))
                 t4 = time.perf_counter()
-                for key, value in (("fetch", online.timings["fetch"]), ("decode", online.timings["decode"]),
-                                   ("features", online.timings["features"]),
-                                   ("policy", t2 - t1), ("decision", t2 - t0), ("lag_blocks", lag),
-                                   ("lag_s", t3 - t0), ("follow_step", t3 - step_start),
+                for key in ("fetch", "decode", "features", "policy", "decision"):
+                    series[key].append(decision[key])
+                for key, value in (("lag_blocks", lag), ("lag_s", t3 - t0), ("follow_step", t3 - step_start),
                                    ("naive", t4 - step_start)):
                     series[key].append(value)
                 seen = head
+        finally:
+            decider.close()
     return series
 
 
@@ -143,16 +215,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--txs-per-block", type=int, default=10)
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
+    parser.add_argument("--decision", choices=("in-process", "process", "both"), default="both",
+                        help="where the decision path runs (both: one run each, in-process first)")
     args = parser.parse_args()
-    load_start = os.getloadavg()[0]  # the machine may be shared: other work moves the tail
-    series = run(args.warmup, args.blocks, args.seed, args.txs_per_block)
-    p99 = float(np.percentile(np.array(series["decision"]) * 1e3, 99))
-    threads = os.environ.get("POLARS_MAX_THREADS")
-    text = (f"Devnet: seed {args.seed}, {args.txs_per_block} txs/block, warm-up {args.warmup} blocks, "
-            f"{args.blocks} blocks measured; features: rl.data.DEFAULT_FEATURES (7 views); policy: tabular. "
-            f"Machine: {machine()}; polars threads: {threads or 'default (one per core)'}; load average (1 min) "
-            f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.\n\n{table(series)}\n"
-            f"Goal p99 < {GOAL_MS:.0f} ms: {'met' if p99 < GOAL_MS else 'missed'} (p99 {p99:.1f} ms).\n\n")
+    settings = {"in-process": [False], "process": [True], "both": [False, True]}[args.decision]
+    text = ""
+    for own_process in settings:
+        load_start = os.getloadavg()[0]  # the machine may be shared: other work moves the tail
+        series = run(args.warmup, args.blocks, args.seed, args.txs_per_block, own_process)
+        p99 = float(np.percentile(np.array(series["decision"]) * 1e3, 99))
+        threads = os.environ.get("POLARS_MAX_THREADS") or "default (one per core)"
+        where = ("**decision process** (its own process, POLARS_MAX_THREADS=1)" if own_process else
+                 f"**in-process** (the bench process, polars threads: {threads})")
+        text += (f"Decision path: {where}. Devnet: seed {args.seed}, {args.txs_per_block} txs/block, warm-up "
+                 f"{args.warmup} blocks, {args.blocks} blocks measured; features: rl.data.DEFAULT_FEATURES "
+                 f"(7 views); policy: tabular. Machine: {machine()}; load average (1 min) {load_start:.2f} at "
+                 f"the start, {os.getloadavg()[0]:.2f} at the end.\n\n{table(series)}\n"
+                 f"Goal p99 < {GOAL_MS:.0f} ms: {'met' if p99 < GOAL_MS else 'missed'} (p99 {p99:.1f} ms).\n\n")
     print(text)
     if not args.no_write:
         write_section("follow", text, "Following the head: decision latency, online features vs the lake path",
