@@ -40,6 +40,9 @@ from chainlake.features.registry import Registry
 from chainlake.ingest import ingest
 from chainlake.rpc import RpcClient
 
+# the online engine reads small SQL results through execute() on purpose (see chainlake.features.engine)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+
 ONLINE_BLOCKS = 5  # blocks followed online after the lake's head
 NOT_ONLINE = {"mempool_pressure": "reads the lake's mempool as of its last build, not the node"}
 

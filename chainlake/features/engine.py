@@ -27,6 +27,7 @@ path (`chainlake.features.online`) runs the same view definitions this way, no s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -43,20 +44,24 @@ from chainlake.features.view import FeatureView
 from chainlake.ingest.lake import write_parquet_atomic
 
 KEY_TYPES = (pl.Int64, pl.Int32, pl.UInt64, pl.UInt32)
+# `execute(...).to_arrow_table()` copies the rows once more than a relation would: on the online engine's
+# windows (a few rows) that copy costs far less than the relation's second planning of the statement.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
 def compute_view(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
-                 con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+                 con: duckdb.DuckDBPyConnection | None = None, block: int | None = None) -> pl.DataFrame:
     """Run one view on its input tables and return its checked rows, sorted by (entity, event block).
 
     `con`: a DuckDB connection to run SQL views on (the online engine keeps one: opening a connection
-    costs more than a view on a small window); without it, each SQL view gets its own.
+    costs more than a view on a small window); without it, each SQL view gets its own. `block`: keep (and
+    check) only the rows of that block (the online engine's new row).
     """
     missing = [name for name in view.reads if name not in tables]
     if missing:
         raise ConfigError(f"{view.where()}: no input table {', '.join(map(repr, missing))}")
     frame = _run_sql(view, tables, con) if view.kind == "sql" else _run_polars(view, tables)
-    return check_rows(view, frame)
+    return check_rows(view, frame, block)
 
 
 def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
@@ -64,9 +69,13 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
     own = con is None
     con = duckdb.connect() if own else con
     try:
-        for name in view.reads:
-            con.register(name, tables[name].collect().to_arrow())
-        return pl.from_arrow(con.sql(view.sql).to_arrow_table())
+        frames = pl.collect_all([tables[name] for name in view.reads])  # one call: each costs its planning
+        for name, frame in zip(view.reads, frames):
+            con.register(name, frame.to_arrow())
+        if own:  # a relation: its Arrow output is not copied (full builds return many rows)
+            return pl.from_arrow(con.sql(view.sql).to_arrow_table())
+        # the online engine's small windows: `execute` plans the statement once, a relation twice (bind, run)
+        return pl.from_arrow(con.execute(view.sql).to_arrow_table())
     except duckdb.Error as exc:
         raise ConfigError(f"{view.where()}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -89,9 +98,10 @@ def _run_polars(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.Dat
     return out
 
 
-def check_rows(view: FeatureView, frame: pl.DataFrame) -> pl.DataFrame:
+def check_rows(view: FeatureView, frame: pl.DataFrame, block: int | None = None) -> pl.DataFrame:
     """The view contract: entity and event-time columns present, the event time an integer block, keys
-    non-null and unique, at least one feature column. Returns the rows sorted by (entity, event block)."""
+    non-null and unique, at least one feature column. Returns the rows sorted by (entity, event block);
+    with `block`, only that block's rows (keys checked on them only)."""
     for column, role in ((view.entity, "entity"), (view.event_time, "event_time")):
         if column not in frame.columns:
             raise ConfigError(f"{view.where()}: the result has no {role} column {column!r} "
@@ -105,6 +115,8 @@ def check_rows(view: FeatureView, frame: pl.DataFrame) -> pl.DataFrame:
     if len(frame.columns) < 3:
         raise ConfigError(f"{view.where()}: the result has no feature column besides its keys")
     keys = list(view.keys)
+    if block is not None:
+        frame = frame.filter(pl.col(view.event_time) == block)
     nulls, duplicated = frame.select(pl.any_horizontal(pl.col(keys).is_null()).any().alias("nulls"),
                                      pl.struct(keys).is_duplicated().sum().alias("duplicated")).row(0)
     if nulls:  # one pass for both checks: the online engine runs them on every block
@@ -262,11 +274,12 @@ def _at(view: FeatureView, rows: pl.DataFrame, block: int) -> pl.DataFrame:
 
 def _window_rows(registry: Registry, name: str, inputs: Mapping[str, pl.LazyFrame],
                  upstream: Mapping[str, pl.DataFrame | pl.LazyFrame], first: int, last: int,
-                 con: duckdb.DuckDBPyConnection | None) -> pl.DataFrame:
-    """One view's rows on the window first..last, the views it reads taken from `upstream`."""
+                 con: duckdb.DuckDBPyConnection | None, only_last: bool = False) -> pl.DataFrame:
+    """One view's rows on the window first..last (only those of `last` with `only_last`), the views it
+    reads taken from `upstream`."""
     view = registry.views[name]
     tables = {**inputs, **{up.table: upstream[up.name].lazy() for up in registry.upstream(view)}}
-    return compute_view(view, window_inputs(view.reads, tables, first, last), con)
+    return compute_view(view, window_inputs(view.reads, tables, first, last), con, last if only_last else None)
 
 
 def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyConnection | None,
@@ -361,11 +374,10 @@ class LatestRows:
         inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block)
 
         def job(name, upstream, cursor):
-            view = self.registry.views[name]
             cached = {u: pl.concat([self.rows[u], new], how="vertical_relaxed", rechunk=False)
                       for u, new in upstream.items()}
-            rows = _window_rows(self.registry, name, inputs, cached, block - self.history[name] + 1, block, cursor)
-            return _at(view, rows, block)
+            return _window_rows(self.registry, name, inputs, cached, block - self.history[name] + 1, block, cursor,
+                                only_last=True)
 
         new = _run_views(self.registry, list(self.spans), self.con, self.executor, job)
         self.rows = {name: pl.concat([self.rows[name], new[name]], how="vertical_relaxed", rechunk=False)
