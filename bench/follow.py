@@ -16,7 +16,9 @@ The decision path runs in two settings, one devnet each: **in-process** (the ben
 thread pool) and **decision process** (its own process started with POLARS_MAX_THREADS=1, as a deployment
 would run a latency-critical decision service apart from the lake writer; polars' pool is process-wide, so
 this setting cannot be had inside the lake writer's process). In both, the lake path runs after the
-decision of each block, not at the same time, so the two do not contend for the cores.
+decision of each block, not at the same time, so the two do not contend for the cores. Between blocks the
+decision path reads again the lake tables the lake path rebuilt (`OnlineFeatures.refresh`: the mempool), as
+a service does while it waits; `on_block` still checks them, so nothing older is ever served.
 
 Prints p50 / p99 / max and writes them, with the machine, to bench/RESULTS.md (`make bench-follow`).
 """
@@ -90,6 +92,10 @@ def decision_service(conn, lake: str, url: str, models: str, pool: str, flip: bo
     with RpcClient(url) as client, OnlineFeatures(lake, url, DEFAULT_FEATURES, pool=pool) as online:
         conn.send(client.block_number())
         while (seen := conn.recv()) is not None:
+            if seen == "refresh":  # between blocks: the lake writer rebuilt the mempool
+                online.refresh()
+                conn.send(None)
+                continue
             conn.send(decide(online, client, policy, names, flip, seen))
 
 
@@ -105,6 +111,9 @@ class InProcess:
 
     def decide(self, seen: int) -> dict:
         return decide(self.online, self.client, self.policy, self.names, self.flip, seen)
+
+    def refresh(self) -> None:
+        self.online.refresh()
 
     def close(self) -> None:
         self.online.close()
@@ -132,6 +141,10 @@ class OwnProcess:
     def decide(self, seen: int) -> dict:
         self.conn.send(seen)
         return self.conn.recv()
+
+    def refresh(self) -> None:
+        self.conn.send("refresh")
+        self.conn.recv()
 
     def close(self) -> None:
         self.conn.send(None)
@@ -166,6 +179,7 @@ def run(warmup: int, blocks: int, seed: int, txs: int, own_process: bool = False
                 row = training_frame(entities, DEFAULT_FEATURES, lake_dir=lake, full_feature_names=True).to_dicts()[0]
                 policy.act(observation(row, names, flip))
                 t4 = time.perf_counter()
+                decider.refresh()  # idle until the next block: read the mempool the lake path just rebuilt
                 for key in ("fetch", "decode", "features", "policy", "decision"):
                     series[key].append(decision[key])
                 for key, value in (("lag_blocks", lag), ("lag_s", t3 - t0), ("follow_step", t3 - step_start),

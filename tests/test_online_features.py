@@ -90,6 +90,7 @@ def test_online_values_equal_the_offline_state_tables(devnet, feature_lake, head
             frame = online.on_block_frame(block)
             assert frame.height > 0 and online.timings["features"] > 0
             assert_frame_is_offline(frame, full_lake, names, block)
+            online.refresh()  # between blocks (a decision service's idle time): changes nothing served
 
 
 def test_online_one_pool_and_named_columns(devnet, feature_lake, head_lake):

@@ -179,6 +179,12 @@ class OnlineFeatures:
         self.timings["total"] = time.perf_counter() - started
         return frame
 
+    def refresh(self) -> None:
+        """Read again the lake tables (mempool, metadata) whose files changed since the last block, between
+        blocks: `on_block` checks them anyway, and then has nothing left to read when nothing changed since."""
+        for name in sorted({r for n in self.spans for r in self.registry.views[n].reads} & LAKE_READ):
+            self._lake_table(name)
+
     def close(self) -> None:
         if getattr(self, "executor", None) is not None:
             self.executor.shutdown()
