@@ -5,9 +5,10 @@ blocks, N the longest span `Registry.spans` gives the views (each view's `histor
 added up), cut by the tables' window rule (`chainlake.features.inputs.window`: state tables keep each
 entity's state before the window, the token ledger its balances). It is seeded once from the lake, then
 extended per new block from the node with the lake's own converters (`chainlake.ingest.datasets`) and
-decoders (`chainlake.decode`): no second implementation of decoding or of any feature. On each block it
-computes only the requested views and the views they read, each over its own span of the window only
-(`engine.compute_latest`), and returns the block's row. A declared history that is too short is caught by
+decoders (`chainlake.decode`): no second implementation of decoding or of any feature. It computes only the
+requested views and the views they read (`engine.LatestRows`): on the first block each over its span of
+the window, then on each new block each over its own `history_blocks` only, a view it reads taken from the
+rows already computed (they never change while the chain does not reorganize), and returns the block's row. A declared history that is too short is caught by
 `engine.history_check`; the skew tests compare `on_block` with the offline state tables block by block.
 
 What a decision costs is mostly fixed per-call overhead (a polars or DuckDB call on a few hundred rows costs
@@ -20,7 +21,8 @@ about what it costs on one row), so the per-block path does each step once:
   (`Metadata`), read again only for a contract not seen yet;
 - **window**: new rows are appended; the window rules cut it back every SLACK blocks (a longer window
   gives the same rows, since every view is computed on its own span of it);
-- **features**: the `pool_blocks` grid is built once per block; views that do not read each other run at
+- **features**: each view's new row from its own history (`LatestRows`, rows of earlier blocks cached; a
+  reorg drops those from the fork on); the `pool_blocks` grid is built once per block; views that do not read each other run at
   once on a small thread pool, SQL views on cursors of one DuckDB connection kept for the engine's
   lifetime.
 
