@@ -107,7 +107,9 @@ def materialize_all(url: str, head: int, lake_dir: Path, catalog_path: Path, par
 
 def summary_table(keys: list[str], catalog_path: Path, lake_dir: Path) -> Table:
     first, last = partition_range(keys[0])[0], partition_range(keys[-1])[1]
-    table = Table("dataset", "rows", "blocks", title=f"lake: blocks {first}-{last}")
+    head = query("select max(block_number) as hi from blocks", catalog_path, lake_dir).to_pylist()[0]["hi"]
+    followed = f", then followed to {head} while trading" if head is not None and head > last else ""
+    table = Table("dataset", "rows", "blocks", title=f"lake: blocks {first}-{last} in partitions{followed}")
     for name in ("blocks", "transactions", "logs", "traces", "balances", "erc20_transfers", "dex_swaps",
                  "pool_reserves", "liquidity_events", "mev_sandwiches", "mempool", "mempool_swaps"):
         row = query(f"select count(*) as n, min(block_number) as lo, max(block_number) as hi from {name}"
