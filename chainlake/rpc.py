@@ -105,6 +105,17 @@ def validate_url(url: str | None) -> str:
     return url.strip()
 
 
+def node_origin(url: str) -> str:
+    """scheme://host:port of a node URL, what messages name: hosted nodes carry API keys in the path, the
+    query or the user info, which must not reach logs, errors or files."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: leave it out
+        port = None
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
+
+
 class RpcError(NodeError):
     """The node answered a call with a JSON-RPC error (not retried: it is an answer)."""
 
@@ -237,6 +248,7 @@ class RpcClient:
         headers: dict[str, str] | None = None,
     ):
         self.url = validate_url(url)
+        self.origin = node_origin(self.url)  # what error messages show (no API key)
         if max_concurrency < 1 or batch_size < 1 or max_retries < 0:
             raise ConfigError("max_concurrency and batch_size must be >= 1 and max_retries >= 0")
         if requests_per_second is not None and requests_per_second <= 0:
@@ -280,9 +292,9 @@ class RpcClient:
                 return self._attempt(body, parse)
             except _Retry as exc:
                 if attempt == retries:
-                    raise NodeError(f"node at {self.url} failed after {retries + 1} attempts: {exc.reason}") from None
+                    raise NodeError(f"node at {self.origin} failed after {retries + 1} attempts: {exc.reason}") from None
                 if exc.wait is not None and exc.wait > RETRY_AFTER_MAX:
-                    raise NodeError(f"node at {self.url} asks to wait {exc.wait:.0f}s before retrying ({exc.reason}, "
+                    raise NodeError(f"node at {self.origin} asks to wait {exc.wait:.0f}s before retrying ({exc.reason}, "
                                     f"Retry-After): more than {RETRY_AFTER_MAX:.0f}s, try again later") from None
                 time.sleep(self._delay(attempt, exc.wait))
         raise AssertionError("unreachable")
@@ -293,7 +305,7 @@ class RpcClient:
         except (TimeoutError, socket.timeout):
             raise _Retry("request timed out") from None
         except socket.gaierror as exc:  # not transient in practice: a typo'd or unknown host
-            raise NodeError(f"cannot resolve host {self._http.host!r} of the node URL {self.url}: "
+            raise NodeError(f"cannot resolve host {self._http.host!r} of the node URL {self.origin}: "
                             f"{exc.strerror or exc}") from None
         except ConnectionRefusedError as exc:
             raise _Retry(f"cannot reach the node (connection failed: {exc})") from None
@@ -304,7 +316,7 @@ class RpcClient:
             raise _Retry(f"HTTP {status}", _retry_after(resp.retry_after))
         content = resp.content
         if status != 200 and not content.lstrip().startswith((b"{", b"[")):
-            raise NodeError(f"node at {self.url} answered HTTP {status}: {one_line(content)}")
+            raise NodeError(f"node at {self.origin} answered HTTP {status}: {one_line(content)}")
         try:
             return parse(content)
         except (NodeError, ConfigError, _Retry):
@@ -320,7 +332,7 @@ class RpcClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise NodeError(f"the client for {self.url} is closed")
+            raise NodeError(f"the client for {self.origin} is closed")
 
     # -- JSON-RPC ----------------------------------------------------------------------------------
     def call(self, method: str, params: Sequence[Any] = (), *, retries: int | None = None) -> Any:
@@ -401,9 +413,9 @@ class RpcClient:
         except MethodUnsupported:
             raise
         except RpcError as exc:
-            raise NodeError(f"{self.url} does not look like an Ethereum JSON-RPC node: {exc}") from None
+            raise NodeError(f"{self.origin} does not look like an Ethereum JSON-RPC node: {exc}") from None
         if not isinstance(chain_id, str) or not isinstance(head, str):
-            raise NodeError(f"{self.url} does not look like an Ethereum JSON-RPC node: bad eth_chainId answer")
+            raise NodeError(f"{self.origin} does not look like an Ethereum JSON-RPC node: bad eth_chainId answer")
         return int(chain_id, 16), int(head, 16)
 
     def supports(self, method: str) -> bool:
@@ -422,7 +434,7 @@ class RpcClient:
         """Raise MethodUnsupported, naming the method and the dataset that needs it, if not served."""
         if not self.supports(method):
             need = f", needed by dataset {dataset!r}" if dataset else ""
-            raise MethodUnsupported(f"the node at {self.url} does not serve {method}{need}")
+            raise MethodUnsupported(f"the node at {self.origin} does not serve {method}{need}")
 
     def first_supported(self, methods: Sequence[str], dataset: str | None = None) -> str:
         """The first of several alternative methods the node serves (e.g. trace_block, else debug_*)."""
@@ -430,7 +442,7 @@ class RpcClient:
             if self.supports(method):
                 return method
         need = f", needed by dataset {dataset!r}" if dataset else ""
-        raise MethodUnsupported(f"the node at {self.url} serves none of {', '.join(methods)}{need}")
+        raise MethodUnsupported(f"the node at {self.origin} serves none of {', '.join(methods)}{need}")
 
 
 # -- helpers (pure functions: easy to test) ------------------------------------------------------------

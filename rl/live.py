@@ -59,6 +59,7 @@ from chainlake.devnet.anvil import DEVNET_CHAIN_ID
 from chainlake.devnet.rpc import Rpc, RpcError, decode_result, encode_call, event_topic
 from chainlake.errors import ChainlakeError, ConfigError, NodeError
 from chainlake.ingest.lake import write_parquet_atomic
+from chainlake.rpc import node_origin
 from rl.env import BUY, SELL
 from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
 from rl.trader import order_quantity, order_sizes
@@ -847,18 +848,6 @@ class LiveTrader:
 
 
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
-
-
-def node_origin(url: str) -> str:
-    """scheme://host:port of a node URL: hosted nodes carry API keys in the path or query, kept out of files."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # not a port number: leave it out
-        port = None
-    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
 
 
 def _origin_of_match(match: re.Match) -> str:

@@ -170,6 +170,20 @@ def test_unreachable_node_is_one_clear_error():
             assert time.monotonic() - started < 2
 
 
+def test_errors_name_the_node_without_its_api_key():
+    """Hosted nodes put API keys in the URL's path, query or user info: errors show scheme://host:port only."""
+    from chainlake.devnet.rpc import Rpc
+
+    with ScriptedNode(default=(401, b"unauthorized", None)) as node:
+        url = node.url.rstrip("/") + "/v3/SECRETKEY?apikey=SECRET2"
+        with RpcClient(url, max_retries=0, **FAST) as client, pytest.raises(NodeError) as caught:
+            client.block_number()
+        with Rpc(url) as rpc, pytest.raises(NodeError) as devnet_caught:
+            rpc.call("eth_blockNumber")
+    for exc in (caught.value, devnet_caught.value):
+        assert "SECRET" not in str(exc) and node.url.rstrip("/").split("//")[1] in str(exc)
+
+
 def test_probe_rejects_a_server_that_is_not_a_node():
     with ScriptedNode(default=(200, b'{"hello": "world"}', None)) as node, \
             RpcClient(node.url, max_retries=1, **FAST) as client:

@@ -21,6 +21,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from chainlake.errors import NodeError
+from chainlake.rpc import node_origin
 
 Call = tuple[str, list]
 
@@ -39,6 +40,7 @@ class Rpc:
 
     def __init__(self, url: str, timeout: float = 60.0):
         self.url = url
+        self.origin = node_origin(url)  # what error messages show (no API key)
         self._client = httpx.Client(timeout=timeout, headers={"content-type": "application/json"})
 
     def call(self, method: str, *params: Any) -> Any:
@@ -53,13 +55,13 @@ class Rpc:
         try:
             response = self._client.post(self.url, content=body)
         except httpx.HTTPError as exc:
-            raise NodeError(f"cannot reach {self.url}: {exc}") from exc
+            raise NodeError(f"cannot reach {self.origin}: {exc}") from exc
         if response.status_code != 200:
-            raise NodeError(f"{self.url} answered HTTP {response.status_code}: {response.text[:200]}")
+            raise NodeError(f"{self.origin} answered HTTP {response.status_code}: {response.text[:200]}")
         try:
             replies = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise NodeError(f"{self.url} answered something that is not JSON: {response.text[:200]!r}") from None
+            raise NodeError(f"{self.origin} answered something that is not JSON: {response.text[:200]!r}") from None
         if isinstance(replies, dict):  # a whole-batch error
             raise RpcError("batch", replies.get("error", replies))
         by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
@@ -67,7 +69,7 @@ class Rpc:
         for i, (method, _) in enumerate(calls):
             reply = by_id.get(i)
             if reply is None:
-                raise NodeError(f"{self.url} left call {i} ({method}) of a batch unanswered")
+                raise NodeError(f"{self.origin} left call {i} ({method}) of a batch unanswered")
             if "error" in reply:
                 if not allow_errors:
                     raise RpcError(method, reply["error"])
