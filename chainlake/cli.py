@@ -512,8 +512,8 @@ def live(
     max_notional: Optional[float] = typer.Option(None, "--max-notional", min=0, help="Largest trade (quote units)."),
     max_slippage: float = typer.Option(0.01, "--max-slippage", min=0, max=0.99,
                                        help="Largest price impact and on-chain slippage bound (0.01 = 1%)."),
-    daily_loss: Optional[float] = typer.Option(None, "--daily-loss", min=0, help="Stop trading for the UTC day "
-                                               "after losing this much (quote units)."),
+    daily_loss: Optional[float] = typer.Option(None, "--daily-loss", min=0, help="No more buys for the UTC day "
+                                               "after losing this much (quote units); sells still go."),
     kill_file: Optional[Path] = typer.Option(None, "--kill-file", help="Creating this file stops new orders."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the transactions instead of sending them."),
     allow_chain_id: Optional[int] = typer.Option(None, "--allow-chain-id", help="Confirm sending on this chain "

@@ -10,7 +10,8 @@ the ledger as `blocked:<rule>` and nothing is sent. The rules, in the order they
 - `max_slippage`: the order's price impact against the pool (fee excluded) is above the limit; the
   same limit also bounds the swap on chain (amount-out minimum / amount-in maximum), so a price that
   moves between the quote and the block cannot fill worse either;
-- `daily_loss`: the book has lost more than the limit since the first block of its UTC day.
+- `daily_loss`: the book has lost more than the limit since the first block of its UTC day: no more buys
+  that day (sells still go, they only reduce the position that lost).
 
 The kill switch is a file (checked at every block) or a signal (SIGINT, SIGTERM, SIGUSR1 set a flag): the
 loop stops deciding at the next block, but keeps following the transactions already sent. A second SIGINT
@@ -81,8 +82,8 @@ def check(order: Order, state: RiskState, limits: RiskLimits) -> str | None:
         return "max_position"
     if order.impact > limits.max_slippage:
         return "max_slippage"
-    if limits.daily_loss is not None and state.day_pnl < -limits.daily_loss:
-        return "daily_loss"
+    if limits.daily_loss is not None and order.base > 0 and state.day_pnl < -limits.daily_loss:
+        return "daily_loss"  # buys only: a sell reduces the exposure that lost (there is no shorting)
     return None
 
 

@@ -194,6 +194,7 @@ def test_oversize_orders_are_blocked_and_nothing_is_sent(dn, tmp_path):
     (Order(1.0, 3000.0, 0.02), RiskState(0.0, 0.0), RiskLimits(max_slippage=0.01), "max_slippage"),
     (Order(1.0, 3000.0, 0.001), RiskState(0.0, -101.0), RiskLimits(daily_loss=100.0), "daily_loss"),
     (Order(1.0, 3000.0, 0.001), RiskState(0.0, -99.0), RiskLimits(daily_loss=100.0), None),
+    (Order(-1.0, 3000.0, 0.001), RiskState(2.0, -101.0), RiskLimits(daily_loss=100.0), None),  # selling out
 ])
 def test_risk_rules(order, state, limits, rule):
     assert check(order, state, limits) == rule
