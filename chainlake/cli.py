@@ -519,8 +519,11 @@ def live(
     allow_chain_id: Optional[int] = typer.Option(None, "--allow-chain-id", help="Confirm sending on this chain "
                                                  "id (anything but the devnet's 31337 is refused without it)."),
     version: Optional[str] = typer.Option(None, "--policy-version", help="Policy version (default: the latest)."),
-    datasets: str = typer.Option("blocks,transactions,logs,traces,balances", "--datasets",
-                                 help="Raw datasets followed into the lake each block (must include blocks)."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Raw datasets followed into the lake each "
+                                           "block (must include blocks; default: all, balances only where "
+                                           "addresses are known)."),
+    max_failed_heads: int = typer.Option(5, "--max-failed-heads", min=1, help="Stop after node errors at this "
+                                         "many heads in a row (transactions in flight are followed until then)."),
     models: Path = Models,
     lake: Path = Lake,
     catalog: Optional[Path] = Catalog,
@@ -539,8 +542,10 @@ def live(
     limits = RiskLimits(max_position=max_position, max_notional=max_notional, max_slippage=max_slippage,
                         daily_loss=daily_loss)
     addresses, tokens = default_tracked([], [], url)
-    follow_options = {"datasets": split_list(datasets), "addresses": addresses, "tokens": tokens}
-    config = LiveConfig(limits=limits, dry_run=dry_run, allow_chain_id=allow_chain_id, follow_options=follow_options)
+    followed = split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
+    follow_options = {"datasets": followed, "addresses": addresses, "tokens": tokens}
+    config = LiveConfig(limits=limits, dry_run=dry_run, allow_chain_id=allow_chain_id, follow_options=follow_options,
+                        max_failed_heads=max_failed_heads)
     report = run_policy_live(lake, url, policy, load_wallet(key_file), router, version=version, models_dir=models,
                              blocks=blocks, config=config, kill_file=kill_file, echo=typer.echo)
     if report.ledger_path is not None:
