@@ -636,12 +636,12 @@ def test_bench_proxy_delays_counts_and_forwards():
             stats = proxy.stats(reset=True)
             assert (stats["requests"], stats["calls"], stats["errors"]) == (3, 4, 0)
             assert stats["methods"] == {"eth_chainId": 3, "eth_blockNumber": 1}
-            # requests are held concurrently, not one after another: 8 at once take ~one delay, not eight
-            started = time.perf_counter()
+            # requests are held concurrently, not one after another: the proxy counts them in flight together
+            # (a count, not a wall-clock bound, which a loaded CI machine could break)
             with ThreadPoolExecutor(8) as pool:
                 codes = list(pool.map(lambda _: httpx.post(proxy.url, content=orjson.dumps(single)).status_code,
                                       range(8)))
-            assert codes == [200] * 8 and time.perf_counter() - started < 0.5
+            assert codes == [200] * 8
             stats = proxy.stats()
             assert (stats["requests"], stats["calls"]) == (8, 8) and stats["peak_in_flight"] >= 4
 
