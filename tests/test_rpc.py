@@ -281,7 +281,7 @@ def test_retry_after_beyond_the_cap_fails_at_once():
         started = time.monotonic()
         with pytest.raises(NodeError, match="asks to wait 3600s before retrying"):
             client.call("eth_chainId")
-        assert time.monotonic() - started < 1 and len(node.requests) == 1
+        assert time.monotonic() - started < 10 and len(node.requests) == 1  # not the hour it asked for
 
 
 def test_retry_after_as_an_http_date():
@@ -299,7 +299,7 @@ def test_unknown_host_fails_at_once_without_retries():
         started = time.monotonic()
         with pytest.raises(NodeError, match="cannot resolve host 'chainlake-no-such-host.invalid'"):
             client.call("eth_chainId")
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 5  # five retries would sleep >= 1 + 2 + 4 + 8 + 16 s x jitter >= 0.5
 
 
 def test_too_large_query_under_a_rate_limit_code_is_an_answer():
