@@ -87,15 +87,37 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
 
 
 def _run_polars(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
+    return _collect_polars([(view, _polars_plan(view, tables))])[0]
+
+
+def _polars_plan(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame | pl.DataFrame | object:
+    """A polars view's result before it is collected (what its function returned)."""
     try:
-        out = view.fn(**{name: tables[name] for name in view.reads})
-        if isinstance(out, pl.LazyFrame):
-            out = out.collect()
+        return view.fn(**{name: tables[name] for name in view.reads})
     except pl.exceptions.PolarsError as exc:
         raise ConfigError(f"{view.where()}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(out, pl.DataFrame):
-        raise ConfigError(f"{view.where()}: the function returned {type(out).__name__}, not a polars frame")
-    return out
+
+
+def _collect_polars(plans: Sequence[tuple[FeatureView, object]]) -> list[pl.DataFrame]:
+    """The plans of polars views collected in one `collect_all` (one call: each collect costs its planning and
+    dispatch); on an error, one by one, so that the message names the view that failed."""
+    lazy = [i for i, (_, out) in enumerate(plans) if isinstance(out, pl.LazyFrame)]
+    outs = [out for _, out in plans]
+    try:
+        for i, frame in zip(lazy, pl.collect_all([outs[i] for i in lazy]) if len(lazy) > 1 else
+                            [outs[i].collect() for i in lazy]):
+            outs[i] = frame
+    except pl.exceptions.PolarsError:
+        for i in lazy:
+            try:
+                outs[i] = outs[i].collect() if isinstance(outs[i], pl.LazyFrame) else outs[i]
+            except pl.exceptions.PolarsError as exc:
+                raise ConfigError(f"{plans[i][0].where()}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise
+    for (view, _), out in zip(plans, outs):
+        if not isinstance(out, pl.DataFrame):
+            raise ConfigError(f"{view.where()}: the function returned {type(out).__name__}, not a polars frame")
+    return outs
 
 
 def check_rows(view: FeatureView, frame: pl.DataFrame, block: int | None = None) -> pl.DataFrame:
@@ -370,16 +392,51 @@ class LatestRows:
         self.head = self._floor = self._cut_at = block
 
     def _step(self, tables: Mapping[str, pl.LazyFrame], block: int) -> None:
-        """Each view's row(s) at `block`, from its own history window; appended to the cache."""
+        """Each view's row(s) at `block`, from its own history window; appended to the cache.
+
+        Per-call overhead dominates on these windows, so the polars views of one depth (views that do not
+        read each other) are collected in one `collect_all` on this thread, while the SQL views run on the
+        executor (each on its own cursor) at the same time; a view waits only for the views it reads."""
         inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block)
+        futures: dict[str, Future] = {}
 
-        def job(name, upstream, cursor):
-            cached = {u: pl.concat([self.rows[u], new], how="vertical_relaxed", rechunk=False)
-                      for u, new in upstream.items()}
-            return _window_rows(self.registry, name, inputs, cached, block - self.history[name] + 1, block, cursor,
-                                only_last=True)
+        def window_of(name: str) -> dict[str, pl.LazyFrame]:
+            view = self.registry.views[name]
+            cached = {u.table: pl.concat([self.rows[u.name], futures[u.name].result()], how="vertical_relaxed",
+                                         rechunk=False).lazy() for u in self.registry.upstream(view)}
+            return window_inputs(view.reads, {**inputs, **cached}, block - self.history[name] + 1, block)
 
-        new = _run_views(self.registry, list(self.spans), self.con, self.executor, job)
+        def run_sql(name: str) -> pl.DataFrame:
+            cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
+            try:
+                return compute_view(self.registry.views[name], window_of(name), cursor, block)
+            finally:
+                if cursor is not None and cursor is not self.con:
+                    cursor.close()
+
+        depth: dict[str, int] = {}
+        for name in self.spans:  # dependency order: a view's upstream views are seen before it
+            depth[name] = 1 + max((depth[u.name] for u in self.registry.upstream(self.registry.views[name])),
+                                  default=-1)
+        order = sorted(self.spans, key=depth.get)  # stable: dependency order within a depth
+        for name in order:
+            if self.registry.views[name].kind == "sql":
+                if self.executor is not None:
+                    futures[name] = self.executor.submit(run_sql, name)
+                else:
+                    futures[name] = Future()
+        for level in sorted(set(depth.values())):
+            for name in order:  # without an executor, the SQL views of this depth run here, in order
+                if (depth[name] == level and self.executor is None and self.registry.views[name].kind == "sql"):
+                    futures[name].set_result(run_sql(name))
+            names = [n for n in order if depth[n] == level and self.registry.views[n].kind != "sql"]
+            if not names:
+                continue
+            plans = [(self.registry.views[n], _polars_plan(self.registry.views[n], window_of(n))) for n in names]
+            for name, (view, _), out in zip(names, plans, _collect_polars(plans)):
+                futures[name] = Future()
+                futures[name].set_result(check_rows(view, out, block))
+        new = {name: futures[name].result() for name in self.spans}
         self.rows = {name: pl.concat([self.rows[name], new[name]], how="vertical_relaxed", rechunk=False)
                      for name in self.spans}
         self.head = block
