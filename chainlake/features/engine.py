@@ -353,6 +353,14 @@ def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyCon
     return {name: future.result() for name, future in futures.items()}
 
 
+def append_rows(frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the rows of `new` after it: `pl.concat(how="vertical_relaxed")`, without its lazy query when
+    the schemas already agree (the usual case: rows of the same view or table, block after block)."""
+    if frame.schema == new.schema:
+        return pl.concat([frame, new], how="vertical", rechunk=False)
+    return pl.concat([frame, new], how="vertical_relaxed", rechunk=False)
+
+
 class LatestRows:
     """The newest rows of views block after block, each view's rows computed once (the online engine).
 
@@ -422,9 +430,15 @@ class LatestRows:
 
         def window_of(name: str) -> dict[str, pl.LazyFrame]:
             view = self.registry.views[name]
-            cached = {u.table: pl.concat([self.rows[u.name], futures[u.name].result()], how="vertical_relaxed",
-                                         rechunk=False).lazy() for u in self.registry.upstream(view)}
+            cached = {u.table: appended(u.name).lazy() for u in self.registry.upstream(view)}
             return window_inputs(view.reads, {**inputs, **cached}, block - self.history[name] + 1, block)
+
+        def appended(name: str) -> pl.DataFrame:  # a view's cached rows and its new row, built once per block
+            if name not in extended:
+                extended[name] = append_rows(self.rows[name], futures[name].result())
+            return extended[name]
+
+        extended: dict[str, pl.DataFrame] = {}
 
         def run_sql(name: str) -> pl.DataFrame:
             cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
@@ -457,7 +471,7 @@ class LatestRows:
                 futures[name] = Future()
                 futures[name].set_result(check_rows(view, out, block))
         new = {name: futures[name].result() for name in self.spans}
-        self.rows = {name: pl.concat([self.rows[name], new[name]], how="vertical_relaxed", rechunk=False)
+        self.rows = {name: extended.get(name) if name in extended else append_rows(self.rows[name], new[name])
                      for name in self.spans}
         self.head = block
 
