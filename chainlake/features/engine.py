@@ -70,8 +70,8 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
     con = duckdb.connect() if own else con
     try:
         frames = pl.collect_all([tables[name] for name in view.reads])  # one call: each costs its planning
-        for name, frame in zip(view.reads, frames):
-            con.register(name, frame.to_arrow())
+        for name, frame in zip(view.reads, frames):  # one chunk: DuckDB's Arrow scan pays per record batch
+            con.register(name, frame.rechunk().to_arrow())
         if own:  # a relation: its Arrow output is not copied (full builds return many rows)
             return pl.from_arrow(con.sql(view.sql).to_arrow_table())
         # the online engine's small windows: `execute` plans the statement once, a relation twice (bind, run)
