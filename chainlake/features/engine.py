@@ -70,8 +70,8 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
     con = duckdb.connect() if own else con
     try:
         frames = pl.collect_all([tables[name] for name in view.reads])  # one call: each costs its planning
-        for name, frame in zip(view.reads, frames):
-            con.register(name, frame.to_arrow())
+        for name, frame in zip(view.reads, frames):  # one chunk: DuckDB's Arrow scan pays per record batch
+            con.register(name, frame.rechunk().to_arrow())
         if own:  # a relation: its Arrow output is not copied (full builds return many rows)
             return pl.from_arrow(con.sql(view.sql).to_arrow_table())
         # the online engine's small windows: `execute` plans the statement once, a relation twice (bind, run)
@@ -87,15 +87,37 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
 
 
 def _run_polars(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
+    return _collect_polars([(view, _polars_plan(view, tables))])[0]
+
+
+def _polars_plan(view: FeatureView, tables: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame | pl.DataFrame | object:
+    """A polars view's result before it is collected (what its function returned)."""
     try:
-        out = view.fn(**{name: tables[name] for name in view.reads})
-        if isinstance(out, pl.LazyFrame):
-            out = out.collect()
+        return view.fn(**{name: tables[name] for name in view.reads})
     except pl.exceptions.PolarsError as exc:
         raise ConfigError(f"{view.where()}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(out, pl.DataFrame):
-        raise ConfigError(f"{view.where()}: the function returned {type(out).__name__}, not a polars frame")
-    return out
+
+
+def _collect_polars(plans: Sequence[tuple[FeatureView, object]]) -> list[pl.DataFrame]:
+    """The plans of polars views collected in one `collect_all` (one call: each collect costs its planning and
+    dispatch); on an error, one by one, so that the message names the view that failed."""
+    lazy = [i for i, (_, out) in enumerate(plans) if isinstance(out, pl.LazyFrame)]
+    outs = [out for _, out in plans]
+    try:
+        for i, frame in zip(lazy, pl.collect_all([outs[i] for i in lazy]) if len(lazy) > 1 else
+                            [outs[i].collect() for i in lazy]):
+            outs[i] = frame
+    except pl.exceptions.PolarsError:
+        for i in lazy:
+            try:
+                outs[i] = outs[i].collect() if isinstance(outs[i], pl.LazyFrame) else outs[i]
+            except pl.exceptions.PolarsError as exc:
+                raise ConfigError(f"{plans[i][0].where()}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise
+    for (view, _), out in zip(plans, outs):
+        if not isinstance(out, pl.DataFrame):
+            raise ConfigError(f"{view.where()}: the function returned {type(out).__name__}, not a polars frame")
+    return outs
 
 
 def check_rows(view: FeatureView, frame: pl.DataFrame, block: int | None = None) -> pl.DataFrame:
@@ -115,8 +137,8 @@ def check_rows(view: FeatureView, frame: pl.DataFrame, block: int | None = None)
     if len(frame.columns) < 3:
         raise ConfigError(f"{view.where()}: the result has no feature column besides its keys")
     keys = list(view.keys)
-    if block is not None:
-        frame = frame.filter(pl.col(view.event_time) == block)
+    if block is not None:  # the online engine's new row(s): a few rows, checked without polars' query engine
+        return _check_block_rows(view, frame, block)
     nulls, duplicated = frame.select(pl.any_horizontal(pl.col(keys).is_null()).any().alias("nulls"),
                                      pl.struct(keys).is_duplicated().sum().alias("duplicated")).row(0)
     if nulls:  # one pass for both checks: the online engine runs them on every block
@@ -126,6 +148,26 @@ def check_rows(view: FeatureView, frame: pl.DataFrame, block: int | None = None)
                           "a view gives one row per entity per block")
     return (frame.lazy().with_columns(pl.col(view.event_time).cast(pl.Int64)).sort(keys)
             .select(*keys, pl.exclude(keys)).collect())
+
+
+def _block_rows(frame: pl.DataFrame, event_time: str, block: int) -> pl.DataFrame:
+    """The rows of `block` (gathered by index: on a few hundred rows, a lazy filter costs its planning)."""
+    return frame[(frame.get_column(event_time) == block).arg_true()]
+
+
+def _check_block_rows(view: FeatureView, frame: pl.DataFrame, block: int) -> pl.DataFrame:
+    """`check_rows` on the rows of `block` only, the same checks and result, with Series operations only."""
+    keys = list(view.keys)
+    frame = _block_rows(frame, view.event_time, block)
+    if any(frame.get_column(k).null_count() for k in keys):
+        raise ConfigError(f"{view.where()}: null {view.entity!r} or {view.event_time!r} in the result")
+    duplicated = int(frame[keys].is_duplicated().sum()) if frame.height > 1 else 0
+    if duplicated:
+        raise ConfigError(f"{view.where()}: {duplicated} rows share an ({view.entity}, {view.event_time}) key; "
+                          "a view gives one row per entity per block")
+    frame = frame[[*keys, *[c for c in frame.columns if c not in keys]]]
+    frame = frame.replace_column(1, frame.get_column(view.event_time).cast(pl.Int64))
+    return frame[frame.get_column(view.entity).arg_sort()] if frame.height > 1 else frame  # one block: by entity
 
 
 def to_state(view: FeatureView, rows: pl.DataFrame) -> pl.DataFrame:
@@ -269,7 +311,7 @@ def _with_grid(registry: Registry, spans: Mapping[str, int], tables: Mapping[str
 
 
 def _at(view: FeatureView, rows: pl.DataFrame, block: int) -> pl.DataFrame:
-    return rows.filter(pl.col(view.event_time) == block)
+    return _block_rows(rows, view.event_time, block)
 
 
 def _window_rows(registry: Registry, name: str, inputs: Mapping[str, pl.LazyFrame],
@@ -309,6 +351,14 @@ def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyCon
     for name in sorted(order, key=depth.get):  # stable: dependency order within a depth
         futures[name] = executor.submit(run, name)
     return {name: future.result() for name, future in futures.items()}
+
+
+def append_rows(frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the rows of `new` after it: `pl.concat(how="vertical_relaxed")`, without its lazy query when
+    the schemas already agree (the usual case: rows of the same view or table, block after block)."""
+    if frame.schema == new.schema:
+        return pl.concat([frame, new], how="vertical", rechunk=False)
+    return pl.concat([frame, new], how="vertical_relaxed", rechunk=False)
 
 
 class LatestRows:
@@ -370,17 +420,58 @@ class LatestRows:
         self.head = self._floor = self._cut_at = block
 
     def _step(self, tables: Mapping[str, pl.LazyFrame], block: int) -> None:
-        """Each view's row(s) at `block`, from its own history window; appended to the cache."""
+        """Each view's row(s) at `block`, from its own history window; appended to the cache.
+
+        Per-call overhead dominates on these windows, so the polars views of one depth (views that do not
+        read each other) are collected in one `collect_all` on this thread, while the SQL views run on the
+        executor (each on its own cursor) at the same time; a view waits only for the views it reads."""
         inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block)
+        futures: dict[str, Future] = {}
 
-        def job(name, upstream, cursor):
-            cached = {u: pl.concat([self.rows[u], new], how="vertical_relaxed", rechunk=False)
-                      for u, new in upstream.items()}
-            return _window_rows(self.registry, name, inputs, cached, block - self.history[name] + 1, block, cursor,
-                                only_last=True)
+        def window_of(name: str) -> dict[str, pl.LazyFrame]:
+            view = self.registry.views[name]
+            cached = {u.table: appended(u.name).lazy() for u in self.registry.upstream(view)}
+            return window_inputs(view.reads, {**inputs, **cached}, block - self.history[name] + 1, block)
 
-        new = _run_views(self.registry, list(self.spans), self.con, self.executor, job)
-        self.rows = {name: pl.concat([self.rows[name], new[name]], how="vertical_relaxed", rechunk=False)
+        def appended(name: str) -> pl.DataFrame:  # a view's cached rows and its new row, built once per block
+            if name not in extended:
+                extended[name] = append_rows(self.rows[name], futures[name].result())
+            return extended[name]
+
+        extended: dict[str, pl.DataFrame] = {}
+
+        def run_sql(name: str) -> pl.DataFrame:
+            cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
+            try:
+                return compute_view(self.registry.views[name], window_of(name), cursor, block)
+            finally:
+                if cursor is not None and cursor is not self.con:
+                    cursor.close()
+
+        depth: dict[str, int] = {}
+        for name in self.spans:  # dependency order: a view's upstream views are seen before it
+            depth[name] = 1 + max((depth[u.name] for u in self.registry.upstream(self.registry.views[name])),
+                                  default=-1)
+        order = sorted(self.spans, key=depth.get)  # stable: dependency order within a depth
+        for name in order:
+            if self.registry.views[name].kind == "sql":
+                if self.executor is not None:
+                    futures[name] = self.executor.submit(run_sql, name)
+                else:
+                    futures[name] = Future()
+        for level in sorted(set(depth.values())):
+            for name in order:  # without an executor, the SQL views of this depth run here, in order
+                if (depth[name] == level and self.executor is None and self.registry.views[name].kind == "sql"):
+                    futures[name].set_result(run_sql(name))
+            names = [n for n in order if depth[n] == level and self.registry.views[n].kind != "sql"]
+            if not names:
+                continue
+            plans = [(self.registry.views[n], _polars_plan(self.registry.views[n], window_of(n))) for n in names]
+            for name, (view, _), out in zip(names, plans, _collect_polars(plans)):
+                futures[name] = Future()
+                futures[name].set_result(check_rows(view, out, block))
+        new = {name: futures[name].result() for name in self.spans}
+        self.rows = {name: extended.get(name) if name in extended else append_rows(self.rows[name], new[name])
                      for name in self.spans}
         self.head = block
 

@@ -57,7 +57,7 @@ from chainlake.decode.metadata import Metadata
 from chainlake.decode.pipeline import TABLES as DECODED_TABLES
 from chainlake.decode.table import DecodeContext
 from chainlake.errors import ConfigError
-from chainlake.features.engine import LatestRows
+from chainlake.features.engine import LatestRows, append_rows
 from chainlake.features.frames import parse_refs
 from chainlake.features.inputs import (
     FEATURE_PREFIX, GRID, LAKE_SCHEMAS, PENDING_TABLES, STATIC_TABLES, scan_lake_table, window,
@@ -164,22 +164,22 @@ class OnlineFeatures:
         """{`view__column`: value} of the pool for block `number` (fetched from the node if new)."""
         if self.pool is None:
             raise ConfigError("OnlineFeatures has no pool: pass pool=... or call on_block_frame for every pool")
-        frame = self.on_block_frame(number)
-        row = frame.filter(pl.col("pool") == self.pool)
-        names = [c for c in frame.columns if c != "pool"]
-        return row.drop("pool").to_dicts()[0] if row.height else dict.fromkeys(names)
+        return self._compute(number, self._pool_values)
 
     def on_block_frame(self, number: int) -> pl.DataFrame:
         """One row per pool (pool + `view__column` columns) with the values known once `number` was mined."""
+        return self._compute(number, self._assemble)
+
+    def _compute(self, number: int, shape):
         self.timings = {"fetch": 0.0, "decode": 0.0}
         started = time.perf_counter()
         self.advance(number)
         computing = time.perf_counter()
         rows = self.latest.at(self._inputs(number), number)
-        frame = self._assemble(rows)
+        out = shape(rows)
         self.timings["features"] = time.perf_counter() - computing
         self.timings["total"] = time.perf_counter() - started
-        return frame
+        return out
 
     def refresh(self) -> None:
         """Read again the lake tables (mempool, metadata) whose files changed since the last block, between
@@ -315,7 +315,7 @@ class OnlineFeatures:
         applies the window rules again), so the cut only bounds memory.
         """
         for name in self.tables:
-            self.hot[name] = pl.concat([self.hot[name], new[name]], how="vertical_relaxed", rechunk=False)
+            self.hot[name] = append_rows(self.hot[name], new[name])
         self.head = last
         if self.head - self._cut_at >= SLACK:
             first = last - self.size + 1
@@ -341,9 +341,9 @@ class OnlineFeatures:
             self._lake_cache[name] = cached
         return cached[1]
 
-    def _assemble(self, rows: dict[str, pl.DataFrame]) -> pl.DataFrame:
-        """The requested columns of each view, as `view__column`, joined on the pool."""
-        frame: pl.DataFrame | None = None
+    def _columns(self, rows: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
+        """{view: the requested columns of its rows} (all its features when none were named)."""
+        out = {}
         for name, columns in self.wanted.items():
             view = self.registry.views[name]
             have = [c for c in rows[name].columns if c not in view.keys]
@@ -352,11 +352,29 @@ class OnlineFeatures:
             if unknown:
                 raise ConfigError(f"{view.where()} has no feature {', '.join(map(repr, unknown))} "
                                   f"(it has: {', '.join(have)})")
+            out[name] = columns
+        return out
+
+    def _assemble(self, rows: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """The requested columns of each view, as `view__column`, joined on the pool."""
+        frame: pl.DataFrame | None = None
+        for name, columns in self._columns(rows).items():
+            view = self.registry.views[name]
             part = rows[name].select(pl.col(view.entity).alias("pool"),
                                      *[pl.col(c).alias(f"{name}__{c}") for c in columns])
             frame = part if frame is None else frame.join(part, on="pool", how="full", coalesce=True)
         return frame.sort("pool")
 
+    def _pool_values(self, rows: dict[str, pl.DataFrame]) -> dict[str, float | None]:
+        """`_assemble`'s row of our pool as {`view__column`: value} (None where a view has no row of it), read
+        from each view's rows directly: a handful of values, no joins."""
+        out: dict[str, float | None] = {}
+        for name, columns in self._columns(rows).items():
+            frame = rows[name]
+            found = (frame.get_column(self.registry.views[name].entity) == self.pool).arg_true()
+            values = frame.row(int(found[0]), named=True) if found.len() else {}
+            out.update((f"{name}__{c}", values.get(c)) for c in columns)
+        return out
 
 def _frame(results: list, dtype: pl.DataType) -> pl.DataFrame:
     """Parsed JSON-RPC results as the (`id`, `result`) frame the datasets' converters read."""

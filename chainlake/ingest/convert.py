@@ -97,14 +97,16 @@ def uint256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
     digits = pl.col(src).str.strip_prefix("0x")
     wide = pl.when(digits == "").then(pl.lit(0, pl.UInt128)).otherwise(
         digits.str.to_integer(base=16, dtype=pl.UInt128, strict=False))
-    frame = frame.with_columns(wide.alias("__u128"))
-    frame = frame.with_columns(
-        pl.col("__u128").cast(pl.String).alias(out), pl.col("__u128").cast(pl.Float64).alias(f"{out}_f64"),
-    )
-    missing = frame.select((pl.col("__u128").is_null() & pl.col(src).is_not_null()).arg_true()).to_series()
+    u128 = frame.select(wide.alias("__u128")).to_series()  # one query; the rest are Series operations
+    columns = [u128.cast(pl.String).alias(out), u128.cast(pl.Float64).alias(f"{out}_f64")]
+    if any(c.name in frame.columns for c in columns):
+        frame = frame.with_columns(columns)
+    else:  # new columns appended, as with_columns would, without its query
+        frame = frame.hstack(columns)
+    missing = (u128.is_null() & frame.get_column(src).is_not_null()).arg_true()
     if len(missing):
         frame = _fill_wide(frame, src, out, missing.to_list())
-    return frame.drop("__u128")
+    return frame
 
 
 def _fill_wide(frame: pl.DataFrame, src: str, out: str, rows: list[int]) -> pl.DataFrame:
