@@ -238,6 +238,15 @@ class CausalityOutcome:
     cut: int | None
 
 
+def frame_difference(got: pl.DataFrame, expected: pl.DataFrame) -> str | None:
+    """None when the frames are equal (floats to 1e-9 relative), else the first difference in one line."""
+    try:
+        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    except AssertionError as exc:
+        return " ".join(str(exc).split())[:300]
+    return None
+
+
 def causality_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], cut: int,
                     full: pl.DataFrame | None = None) -> CausalityOutcome:
     """Does the view at blocks <= `cut` depend only on data of blocks <= `cut`?
@@ -248,10 +257,8 @@ def causality_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], cut: 
     full = compute_view(view, tables) if full is None else full
     expected = full.filter(pl.col(view.event_time) <= cut)
     got = compute_view(view, clip_all(tables, cut))
-    try:
-        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
-    except AssertionError as exc:
-        detail = " ".join(str(exc).split())[:300]
+    detail = frame_difference(got, expected)
+    if detail is not None:
         return CausalityOutcome(False, f"{view.name}: rows up to block {cut} change when later blocks are "
                                        f"added (look-ahead): {detail}", cut)
     return CausalityOutcome(True, f"{view.name}: {expected.height:,} rows up to block {cut} are the same "
@@ -498,10 +505,8 @@ def history_check(view: FeatureView, tables: Mapping[str, pl.LazyFrame], block: 
     expected = full.filter(pl.col(view.event_time) == block)
     got = compute_view(view, window_inputs(view.reads, tables, block - view.history_blocks + 1, block))
     got = got.filter(pl.col(view.event_time) == block)
-    try:
-        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
-    except AssertionError as exc:
-        detail = " ".join(str(exc).split())[:300]
+    detail = frame_difference(got, expected)
+    if detail is not None:
         return CausalityOutcome(False, f"{view.name}: the row at block {block} differs when computed from its "
                                        f"declared {view.history_blocks} blocks of history: {detail}", block)
     return CausalityOutcome(True, f"{view.name}: {expected.height} rows at block {block} are the same from "
