@@ -57,6 +57,12 @@ def split_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def followed_datasets(datasets: str | None, addresses: list[str]) -> list[str]:
+    """The raw datasets a trading loop follows: the given ones, else all (balances only when there are
+    addresses to track, as `default_tracked` finds on the devnet)."""
+    return split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
+
+
 @app.command()
 @user_errors
 def devnet(
@@ -427,7 +433,7 @@ def paper(
 
     url = resolve_rpc_url(rpc_url)
     addresses, tokens = default_tracked([], [], url)
-    followed = split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
+    followed = followed_datasets(datasets, addresses)
     catalog_path = catalog_for(lake, catalog)
 
     def show(name: str, row: dict) -> None:
@@ -542,7 +548,7 @@ def live(
     limits = RiskLimits(max_position=max_position, max_notional=max_notional, max_slippage=max_slippage,
                         daily_loss=daily_loss)
     addresses, tokens = default_tracked([], [], url)
-    followed = split_list(datasets) or ["blocks", "transactions", "logs", "traces"] + (["balances"] if addresses else [])
+    followed = followed_datasets(datasets, addresses)
     follow_options = {"datasets": followed, "addresses": addresses, "tokens": tokens}
     config = LiveConfig(limits=limits, dry_run=dry_run, allow_chain_id=allow_chain_id, follow_options=follow_options,
                         max_failed_heads=max_failed_heads)

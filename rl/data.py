@@ -95,16 +95,25 @@ def load_episode(lake_dir: str | Path, pool: str, features: Sequence[str] = DEFA
 def check_fresh(lake_dir: str | Path, features: Sequence[str], head: int, registry=None) -> None:
     """Refuse feature views built before the lake's newest blocks: past their TTL the features would turn
     null, silently, in exactly the newest (test) blocks."""
+    for view, last in stale_views(lake_dir, features, head - 1, registry):  # a decision at the head needs head - 1
+        raise ConfigError(f"{view.where()} is built through block {last}, but the lake reaches {head}: "
+                          f"run `chainlake features build` first")
+
+
+def stale_views(lake_dir: str | Path, features: Sequence[str], through: int, registry=None) -> list[tuple]:
+    """(view, block it is built through) for each view of `features` (and the regime view episodes carry)
+    not built through block `through`."""
     from chainlake.features import load_registry
     from chainlake.features.frames import built_through
 
     registry = registry or load_registry()
+    stale = []
     for name in dict.fromkeys(ref.partition(":")[0] for ref in [*features, "market_regime:regime_code"]):
         view = registry.get(name)
         last = built_through(lake_dir, view)
-        if last is None or last < head - 1:  # a decision at the head needs events up to head - 1
-            raise ConfigError(f"{view.where()} is built through block {last}, but the lake reaches {head}: "
-                              f"run `chainlake features build` first")
+        if last is None or last < through:
+            stale.append((view, last))
+    return stale
 
 
 def column_name(ref: str) -> str:

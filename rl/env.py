@@ -74,6 +74,7 @@ from rl.market import PoolMarket
 
 ACTION_MODES = ("discrete", "fraction", "limit")
 SELL, HOLD, BUY = 0, 1, 2
+ACTION_NAMES = ("sell", "hold", "buy")  # by action index
 BOOK_KEYS = ("quote", "base", "quote_gross", "trade_size", "max_position")
 INFO_KEYS = ("decision_block", "mark_block", "exec_block", "exec_mid", "base_delta", "quote_delta", "fee",
              "gas", "slippage", "traded", "value", "value_gross", "position", "cash", "order_pending")

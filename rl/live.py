@@ -60,7 +60,7 @@ from chainlake.devnet.rpc import Rpc, RpcError, decode_result, encode_call, even
 from chainlake.errors import ChainlakeError, ConfigError, NodeError
 from chainlake.ingest.lake import write_parquet_atomic
 from chainlake.rpc import node_origin
-from rl.env import BUY, SELL
+from rl.env import ACTION_NAMES, BUY, SELL
 from rl.risk import KillSwitch, Order, RiskLimits, RiskState, check
 from rl.trader import order_quantity, order_sizes
 from rl.wallet import Wallet
@@ -75,7 +75,6 @@ TRANSFER = event_topic("Transfer(address,address,uint256)")
 DEPOSIT = event_topic("Deposit(address,uint256)")
 WITHDRAWAL = event_topic("Withdrawal(address,uint256)")
 LEDGER = "live_ledger"
-ACTIONS = {SELL: "sell", 1: "hold", BUY: "buy"}
 
 LEDGER_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("policy", pa.string()), ("version", pa.string()), ("pool", pa.string()),
@@ -647,10 +646,10 @@ class LiveTrader:
         if action == SELL:  # the float round trip may ask for a few wei more than the book holds
             units = min(units, max(self._available()[0], 0))
         if units == 0:  # a hold (or an order the position limits cut to nothing): logged, nothing sent
-            self.ledger.add(kind="decision", decision_block=block, action=ACTIONS[action], status="hold",
+            self.ledger.add(kind="decision", decision_block=block, action=ACTION_NAMES[action], status="hold",
                             position=self.position(), cash=self.cash(), equity=value, **self.last_diff)
             return
-        row = self.ledger.add(kind="swap", decision_block=block, action=ACTIONS[action], status="new",
+        row = self.ledger.add(kind="swap", decision_block=block, action=ACTION_NAMES[action], status="new",
                               intended_base=math.copysign(units / self.scale[0], qty))
         if self._swap_in_flight():
             return self._block(row, "in_flight")

@@ -29,10 +29,9 @@ import polars as pl
 
 from chainlake.errors import ConfigError
 from chainlake.features import load_registry, training_frame
-from chainlake.features.frames import built_through
 from chainlake.features.inputs import scan_lake_table
 from rl.baselines import baselines
-from rl.data import REGIME, Episode, column_name, episode_from_frame
+from rl.data import REGIME, Episode, column_name, episode_from_frame, stale_views
 from rl.env import BUY, HOLD, SELL, observation_names
 from rl.market import PoolMarket, load_pool_market
 from rl.pipeline import AgentConfig
@@ -121,11 +120,9 @@ class PolicyRunner:
     def frame_at(self, block: int) -> pl.DataFrame:
         """One training-frame row: the features known at `block` (events <= block - 1) and the regime."""
         refs = list(dict.fromkeys([*self.refs, "market_regime:regime_code"]))
-        for name in dict.fromkeys(ref.partition(":")[0] for ref in refs):
-            last = built_through(self.lake_dir, self.registry.get(name))
-            if last is None or last < block - 1:
-                raise ConfigError(f"feature view {name!r} is built through block {last}; a decision at block "
-                                  f"{block} needs block {block - 1}: build the features first")
+        for view, last in stale_views(self.lake_dir, self.refs, block - 1, self.registry):
+            raise ConfigError(f"feature view {view.name!r} is built through block {last}; a decision at block "
+                              f"{block} needs block {block - 1}: build the features first")
         entities = pl.DataFrame({"pool": [self.pool], "block_number": [block]})
         return training_frame(entities, refs, lake_dir=self.lake_dir, registry=self.registry,
                               full_feature_names=True)
