@@ -44,14 +44,13 @@ import pyarrow as pa
 from chainlake.errors import ConfigError
 from chainlake.features.inputs import scan_lake_table
 from chainlake.ingest.lake import write_parquet_atomic
-from rl.env import HOLD, TradingEnv
+from rl.env import ACTION_NAMES, HOLD, TradingEnv
 from rl.market import PoolMarket
 from rl.metrics import max_drawdown, periods_per_year, sharpe, step_returns, var_cvar
 from rl.trader import PolicyRunner
 
 LEDGER = "paper_ledger"
 KEEP = 128  # heads (and settled decisions) remembered for reorgs: deeper than any follow confirmation depth
-ACTION_SIDE = {0: "sell", 1: "hold", 2: "buy"}
 LEDGER_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("policy", pa.string()), ("version", pa.string()), ("pool", pa.string()),
     ("decision_block", pa.int64()), ("action", pa.int8()), ("side", pa.string()), ("traded", pa.bool_()),
@@ -206,6 +205,14 @@ class PaperTrader:
         now = lake_hashes(self.runner.lake_dir, blocks[0], blocks[-1])
         return next((b for b in blocks if now.get(str(b)) != self.state.hashes[str(b)]), None)
 
+    def resync(self) -> int | None:
+        """Undo what a reorg changed since this run's state was saved, when nobody reported it (another
+        follower rolled the lake back meanwhile): the fork found, or None."""
+        fork = self.find_fork()
+        if fork is not None:
+            self.on_reorg(fork)
+        return fork
+
     def on_reorg(self, fork: int) -> None:
         """Blocks >= `fork` were replaced. A pending decision that knew any of them is dropped; settled
         decisions whose fill or mark read any of them (block b reads b - 1 .. b + stride) are undone: the
@@ -285,7 +292,7 @@ class PaperTrader:
         return {
             "run_id": self.state.run_id, "policy": self.state.policy, "version": self.state.version,
             "pool": self.state.pool, "decision_block": pending.block, "action": pending.action,
-            "side": ACTION_SIDE[pending.action] if traded or pending.action == HOLD else "none",
+            "side": ACTION_NAMES[pending.action] if traded or pending.action == HOLD else "none",
             "traded": traded, "exec_block": int(info["exec_block"]) if traded else None,
             "base_delta": base, "quote_delta": info["quote_delta"],
             "exec_price": -(info["quote_delta"] + info["gas"]) / base if traded and base else None,
@@ -354,9 +361,7 @@ def catch_up(lake_dir: str | Path, policy: str, *, models_dir: str | Path | None
         head = lake_head(lake_dir)
         if head is None:
             raise ConfigError(f"the lake {lake_dir} has no blocks yet")
-        fork = trader.find_fork()
-        if fork is not None:
-            trader.on_reorg(fork)
+        fork = trader.resync()
         first = head if trader.state.last_head is None else trader.state.last_head + 1
         for h in range(first, head + 1):
             trader.on_head(h)
@@ -483,13 +488,13 @@ def run_papers(lake_dir: str | Path, url: str, policies: Sequence[str], *, block
         raise ConfigError(f"--capital must be > 0 (got {capital})")
     runners = [PolicyRunner(lake_dir, p, version=version, models_dir=models_dir or DEFAULT_MODELS) for p in policies]
     traders = [PaperTrader(r, load_state(lake_dir, run_id) if run_id else None, capital=capital) for r in runners]
+    for trader in traders:  # a continued run: reorgs of the lake while it was stopped (later ones follow reports)
+        trader.resync()
     seen = {"heads": 0, "reorgs": 0, "last": None}  # the first step catches up: blocks count from its head
 
     def on_step(step) -> None:
         arrived = time.monotonic() - step.seconds  # the step began when the new head was seen
-        reported = [f for f in (step.fork, step.late_fork) if f is not None]
-        forks = [f for f in (*reported, *(t.find_fork() for t in traders)) if f is not None]
-        fork = min(forks, default=None)
+        fork = min((f for f in (step.fork, step.late_fork) if f is not None), default=None)
         if fork is not None:
             seen["reorgs"] += 1
             for trader in traders:
