@@ -57,7 +57,7 @@ from chainlake.decode.metadata import Metadata
 from chainlake.decode.pipeline import TABLES as DECODED_TABLES
 from chainlake.decode.table import DecodeContext
 from chainlake.errors import ConfigError
-from chainlake.features.engine import LatestRows, append_rows
+from chainlake.features.engine import SMALL, LatestRows, append_rows
 from chainlake.features.frames import parse_refs
 from chainlake.features.inputs import (
     FEATURE_PREFIX, GRID, LAKE_SCHEMAS, PENDING_TABLES, STATIC_TABLES, scan_lake_table, window,
@@ -319,7 +319,7 @@ class OnlineFeatures:
         self.head = last
         if self.head - self._cut_at >= SLACK:
             first = last - self.size + 1
-            self.hot = {name: window(name, frame.lazy(), first, last).collect() for name, frame in self.hot.items()}
+            self.hot = {name: window(name, frame.lazy(), first, last).collect(engine=SMALL) for name, frame in self.hot.items()}
             self._cut_at = self.head
 
     # -- computing -------------------------------------------------------------------------------------
