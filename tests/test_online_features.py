@@ -28,14 +28,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lakes import fill_lake
 from polars.testing import assert_frame_equal
-from test_feature_views import SHIPPED, regime_market, random_market, shipped_registry
+from test_feature_views import SHIPPED, random_market, regime_market, shipped_registry
 
 from chainlake.decode import decode
 from chainlake.devnet import Devnet
 from chainlake.errors import ConfigError
 from chainlake.features import build_features, compute_view
-from chainlake.features.engine import LatestRows, compute_latest, history_check, state_path
-from chainlake.features.online import OnlineFeatures
+from chainlake.features.engine import (
+    LatestRows,
+    compute_latest,
+    history_check,
+    state_path,
+)
+from chainlake.features.online import (
+    OnlineFeatures,
+    ParallelOnlineFeatures,
+    process_groups,
+)
 from chainlake.features.registry import Registry
 from chainlake.ingest import ingest
 from chainlake.rpc import RpcClient
@@ -134,6 +143,34 @@ def test_online_refuses_old_blocks_and_views_without_history(devnet, head_lake):
     others = [v for v in registry.views.values() if v.name != "price_impact"]
     with pytest.raises(ConfigError, match="declares no history_blocks"):
         OnlineFeatures(head_lake, devnet.url, ["price_impact"], registry=Registry.from_views([*others, bare]))
+
+
+def test_parallel_online_features_equal_one_process(devnet, head_lake):
+    """Two processes give the values of one, block by block, columns in the same order: the views needing
+    transaction bodies (gas prices, order flow: dex_swaps) in a worker, the rest here. An error in either
+    process comes back as one ConfigError and leaves both ready for the next block."""
+    registry = shipped_registry()
+    names = sorted(SHIPPED - set(NOT_ONLINE))
+    refs = ["mid_price:log_return_8", "gas_price:base_fee_gwei", "order_flow_imbalance:imbalance_16",
+            "market_regime:regime_code"]
+    assert process_groups(registry, refs) == [[refs[0], refs[3]], [refs[1], refs[2]]]
+    assert process_groups(registry, ["mid_price", "price_impact"]) == [["mid_price", "price_impact"]]
+    pool = pl.read_parquet(sorted((head_lake / "pools").rglob("*.parquet")))["pool"].min()
+    with (ParallelOnlineFeatures(head_lake, devnet.url, names) as parallel,
+          OnlineFeatures(head_lake, devnet.url, names) as one,
+          ParallelOnlineFeatures(head_lake, devnet.url, refs, pool=pool) as parallel_pool,
+          OnlineFeatures(head_lake, devnet.url, refs, pool=pool) as one_pool):
+        assert len(parallel.workers) == 1 and parallel.main.raw == ["blocks", "logs"]  # no transaction bodies
+        for block in range(one.head + 1, devnet.last_block + 1):
+            assert_frame_equal(parallel.on_block_frame(block), one.on_block_frame(block), check_exact=True)
+            values = parallel_pool.on_block(block)
+            assert list(values) == list(one_pool.on_block(block)) == [r.replace(":", "__") for r in refs]
+            assert values == one_pool.on_block(block)
+            assert parallel.timings["workers"] >= 0 and parallel.worker_timings["features"] > 0
+            parallel.refresh()
+        with pytest.raises(ConfigError, match="older than the online window"):
+            parallel.on_block_frame(one.head - 1)
+        assert_frame_equal(parallel.on_block_frame(one.head), one.on_block_frame(one.head), check_exact=True)
 
 
 def test_online_values_after_a_reorg_equal_a_lake_of_the_final_chain(tmp_path):

@@ -44,10 +44,12 @@ tables (`tokens`, `pools`) are read from the lake the same way (the decoders add
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
 from pathlib import Path
 
 import duckdb
@@ -56,11 +58,17 @@ import polars as pl
 from chainlake.decode.metadata import Metadata
 from chainlake.decode.pipeline import TABLES as DECODED_TABLES
 from chainlake.decode.table import DecodeContext
-from chainlake.errors import ConfigError
+from chainlake.errors import ChainlakeError, ConfigError, NodeError
 from chainlake.features.engine import SMALL, LatestRows, append_rows
 from chainlake.features.frames import parse_refs
 from chainlake.features.inputs import (
-    FEATURE_PREFIX, GRID, LAKE_SCHEMAS, PENDING_TABLES, STATIC_TABLES, scan_lake_table, window,
+    FEATURE_PREFIX,
+    GRID,
+    LAKE_SCHEMAS,
+    PENDING_TABLES,
+    STATIC_TABLES,
+    scan_lake_table,
+    window,
 )
 from chainlake.features.registry import Registry, load_registry
 from chainlake.ingest.dataset import Context, in_parallel
@@ -68,7 +76,6 @@ from chainlake.ingest.datasets import DATASETS
 from chainlake.ingest.datasets import blocks as blocks_dataset
 from chainlake.ingest.datasets import logs as logs_dataset
 from chainlake.ingest.datasets import transactions as transactions_dataset
-from chainlake.ingest.lake import to_table
 from chainlake.ingest.pipeline import plan_methods
 from chainlake.ingest.ranges import BlockRange
 from chainlake.rpc import RpcClient
@@ -118,22 +125,7 @@ class OnlineFeatures:
     # -- set-up ----------------------------------------------------------------------------------------
     def _plan(self) -> tuple[list[str], list[str]]:
         """(lake tables kept in the hot window, raw datasets fetched per block)."""
-        views = [self.registry.views[name] for name in self.spans]
-        others = [v.where() for v in views if v.entity != "pool"]
-        if others:
-            raise ConfigError(f"online features serve views keyed by pool; {', '.join(others)} is not")
-        reads = {r for v in views for r in v.reads if not r.startswith(FEATURE_PREFIX)}
-        if GRID in reads:
-            reads |= {"pool_reserves", "blocks"}
-        reads = (reads - {GRID}) | {"blocks"}  # blocks: the hashes that reveal a reorg
-        unsupported = sorted(r for r in reads - LAKE_READ if r not in FETCHED and r not in DECODED_TABLES)
-        if unsupported:
-            raise ConfigError(f"online features cannot follow table(s) {', '.join(unsupported)} block by block "
-                              f"(only {', '.join(FETCHED)}, the decoded tables and the lake's mempool and metadata)")
-        hot = sorted(reads - LAKE_READ)
-        raw = {"blocks"} | {r for r in hot if r in FETCHED}
-        raw |= {d for r in hot if r in DECODED_TABLES for d in DECODED_TABLES[r].reads}
-        return hot, sorted(raw, key=FETCHED.index)
+        return plan_tables(self.registry, self.spans)
 
     def _context(self) -> Context:
         chain_id, head = self.client.probe()
@@ -230,7 +222,7 @@ class OnlineFeatures:
         else:
             jobs = [lambda name=name: DATASETS[name].collect(self._ctx, rng) for name in self.raw]
             frames = dict(zip(self.raw, in_parallel(*jobs)))
-        raw = {name: pl.from_arrow(to_table(frames[name], LAKE_SCHEMAS[name])) for name in self.raw}
+        raw = {name: as_lake(frames[name], name) for name in self.raw}
         raw["blocks"] = raw["blocks"].sort("block_number")
         self._check_chain(raw["blocks"], first, last)
         return raw
@@ -273,8 +265,7 @@ class OnlineFeatures:
                             blocks=raw["blocks"], metadata=self.metadata)
         out = {}
         for name in self.tables:
-            frame = raw[name] if name in raw else pl.from_arrow(
-                to_table(ctx.once(name, DECODED_TABLES[name].build), LAKE_SCHEMAS[name]))
+            frame = raw[name] if name in raw else as_lake(ctx.once(name, DECODED_TABLES[name].build), name)
             out[name] = self._own_pool(name, frame)
         return out
 
@@ -286,9 +277,20 @@ class OnlineFeatures:
         if blocks.height > 1 and (blocks["parent_hash"][1:] != blocks["block_hash"][:-1]).any():
             raise ConfigError(f"the node's chain changed while blocks {first}..{last} were fetched: call again")
 
+    def block_hash(self, number: int) -> str | None:
+        """The hash of block `number` in the window (None when the window does not hold it)."""
+        return self._hash(number)
+
     def _hash(self, number: int) -> str | None:
         row = self.hot["blocks"].filter(pl.col("block_number") == number)
         return row.get_column("block_hash")[0] if row.height else None
+
+    def resync(self) -> None:
+        """Drop the window's blocks the node no longer has (a reorg after they were fetched: `on_block` checks
+        only a new block's parent); the next `on_block` fetches the node's chain from there."""
+        fork = self._fork()
+        if fork <= self.head:
+            self._drop_from(fork)
 
     def _fork(self) -> int:
         """The first block of the window the node no longer has (its hash differs), newest first."""
@@ -375,6 +377,238 @@ class OnlineFeatures:
             values = frame.row(int(found[0]), named=True) if found.len() else {}
             out.update((f"{name}__{c}", values.get(c)) for c in columns)
         return out
+
+class ParallelOnlineFeatures:
+    """`OnlineFeatures` over two processes: the same values, computed at once on two cores.
+
+    A block's online cost is mostly fixed per-call cost that holds Python's lock, so threads cannot share it
+    out; processes can. `process_groups` splits the requested views in two: this process computes the first
+    group, a worker process (started here, stopped by `close`) the second. Each is a plain `OnlineFeatures`
+    following the node on its own, so nothing is implemented twice and each fetches only what its views read.
+    Both compute the same block number; if the node reorganized between their two fetches (their block hashes
+    differ) both look for the fork again (`OnlineFeatures.resync`) and compute the block again.
+
+    Same API as `OnlineFeatures` (`on_block`, `on_block_frame`, `refresh`, `close`, context manager), same
+    result, columns in the same order. `timings`: this process's `fetch`, `decode` and `features`, then
+    `workers` (how long it waited for the worker after its own part) and `total`; `worker_timings` the
+    worker's own. Views come from the registry of `roots` (default: the project's), loaded in each process.
+    """
+
+    ATTEMPTS = 3  # the node reorganizing between the two processes' fetches this many times in a row: give up
+
+    def __init__(self, lake_dir: str | Path, rpc_url: str, refs: Sequence[str], pool: str | None = None,
+                 roots: Sequence[str | Path] | None = None):
+        roots = [str(r) for r in roots] if roots is not None else None
+        registry = load_registry(roots)
+        self.order = list(parse_refs(refs, registry))  # views in the order OnlineFeatures gives their columns
+        groups = process_groups(registry, refs)
+        self.timings: dict[str, float] = {}
+        self.worker_timings: dict[str, float] = {}
+        self._own_done = 0.0
+        self.workers: list[_Worker] = []
+        self.main = OnlineFeatures(lake_dir, rpc_url, groups[0], pool, registry)
+        try:
+            self.workers = [_Worker(lake_dir, rpc_url, group, pool, roots) for group in groups[1:]]
+        except BaseException:
+            self.close()
+            raise
+
+    def on_block(self, number: int) -> dict[str, float | None]:
+        parts = self._compute(number, frame=False)
+        merged = {k: v for part in parts for k, v in part.items()}
+        return {k: merged[k] for view in self.order for k in merged if k.startswith(f"{view}__")}
+
+    def on_block_frame(self, number: int) -> pl.DataFrame:
+        parts = self._compute(number, frame=True)
+        frame = parts[0]
+        for part in parts[1:]:
+            frame = frame.join(part, on="pool", how="full", coalesce=True)
+        columns = [c for view in self.order for c in frame.columns if c.startswith(f"{view}__")]
+        return frame.select("pool", *columns).sort("pool")
+
+    def refresh(self) -> None:
+        self._everywhere(("refresh",), self.main.refresh)
+
+    def _everywhere(self, message: tuple, own):
+        """Send `message` to the workers, call `own()` meanwhile, then read every worker's answer: also when
+        `own()` or a worker fails, so that no answer is left in a pipe for the next call to read."""
+        for worker in self.workers:  # the workers start first: this process's part overlaps theirs
+            worker.send(*message)
+        try:
+            result = own()
+            self._own_done = time.perf_counter()  # what follows is waiting for the workers
+        except BaseException:
+            for worker in self.workers:
+                try:
+                    worker.answer()
+                except ChainlakeError:
+                    pass
+            raise
+        answers, error = [], None
+        for worker in self.workers:
+            try:
+                answers.append(worker.answer())
+            except ChainlakeError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return result, answers
+
+    def _compute(self, number: int, frame: bool) -> list:
+        started = time.perf_counter()
+        own = partial(self.main.on_block_frame if frame else self.main.on_block, number)
+        for _ in range(self.ATTEMPTS):
+            own_values, answers = self._everywhere(("block", number, frame), own)
+            timings = {**self.main.timings, "workers": time.perf_counter() - self._own_done}
+            if all(block_hash == self.main.block_hash(number) for _, block_hash, _ in answers):
+                self.worker_timings = answers[0][2] if answers else {}
+                timings["total"] = time.perf_counter() - started
+                self.timings = timings
+                return [own_values, *(values for values, _, _ in answers)]
+            self._everywhere(("resync",), self.main.resync)  # the processes saw different blocks: a reorg
+        raise ConfigError(f"the node's chain kept changing while block {number} was computed; call again")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+        if getattr(self, "main", None) is not None:
+            self.main.close()
+            self.main = None
+
+    def __enter__(self) -> ParallelOnlineFeatures:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def process_groups(registry: Registry, refs: Sequence[str]) -> list[list[str]]:
+    """`refs` in one or two groups for `ParallelOnlineFeatures`, each computed by a process of its own.
+
+    A block's transaction bodies and receipts are the costliest part of fetching and decoding it, and only
+    views reading a table decoded from them (dex_swaps: gas prices, senders) need them: those views form the
+    second group, the rest the first, which then fetches only headers and logs. A view's upstream views are
+    computed in the process of each view reading them. One group when either would be empty.
+    """
+    groups: tuple[list[str], list[str]] = ([], [])
+    for ref in refs:
+        (view,) = parse_refs([ref], registry)
+        _, raw = plan_tables(registry, registry.spans([view]))
+        groups["transactions" in raw].append(ref)
+    return [group for group in groups if group]
+
+
+class _Worker:
+    """A process computing `OnlineFeatures` of some refs on request (`_serve`), over a pipe."""
+
+    def __init__(self, lake_dir: str | Path, rpc_url: str, refs: list[str], pool: str | None,
+                 roots: list[str] | None):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this one's threads
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, str(lake_dir), rpc_url, refs, pool, roots),
+                                       name="chainlake-online-worker", daemon=True)
+        self.process.start()
+        child.close()
+        try:
+            self.answer()  # ready, or the error that stopped it
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, *message) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:
+            raise ConfigError("the online features worker process stopped unexpectedly") from None
+
+    def answer(self):
+        try:
+            kind, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise ConfigError("the online features worker process stopped unexpectedly") from None
+        if kind == "error":
+            error, message = value
+            raise (NodeError if error == "node" else ConfigError)(message)
+        return value
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.conn.close()
+
+
+def _serve(conn, lake_dir: str, rpc_url: str, refs: list[str], pool: str | None, roots: list[str] | None) -> None:
+    """The worker process: an `OnlineFeatures` answering ("block", number, frame), ("refresh",) and
+    ("resync",) until it receives None; each answer is ("ok", value) or ("error", exception)."""
+    try:
+        online = OnlineFeatures(lake_dir, rpc_url, refs, pool, load_registry(roots))
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        _send_error(conn, exc)
+        return
+    with online:
+        conn.send(("ok", None))
+        while (message := conn.recv()) is not None:
+            try:
+                if message[0] == "block":
+                    number, frame = message[1:]
+                    values = online.on_block_frame(number) if frame else online.on_block(number)
+                    conn.send(("ok", (values, online.block_hash(number), dict(online.timings))))
+                else:
+                    online.refresh() if message[0] == "refresh" else online.resync()
+                    conn.send(("ok", None))
+            except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+                _send_error(conn, exc)
+
+
+def _send_error(conn, exc: Exception) -> None:
+    """An error as ("error", (kind, message)): exceptions do not all pickle (RpcError's constructor takes three
+    arguments), and the parent only needs to raise the same kind with the same message (`_Worker.answer`)."""
+    kind = "node" if isinstance(exc, NodeError) else "config" if isinstance(exc, ChainlakeError) else "other"
+    message = str(exc) if kind != "other" else f"online features worker: {type(exc).__name__}: {exc}"
+    conn.send(("error", (kind, message)))
+
+
+def as_lake(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """`frame` with the columns and types of the lake's table `name`, as the lake gives it back (what
+    `to_table` and `pl.from_arrow` do, without the round trip through Arrow: the converters and decoders
+    already give the lake's types, so usually only the columns are picked)."""
+    schema = _polars_schema(name)
+    frame = frame[list(schema)]
+    return frame if frame.schema == schema else frame.cast(schema)
+
+
+@cache
+def _polars_schema(name: str) -> pl.Schema:
+    return pl.from_arrow(LAKE_SCHEMAS[name].empty_table()).schema
+
+
+def plan_tables(registry: Registry, names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(lake tables kept in the hot window, raw datasets fetched per block) of the views `names` (upstream
+    views included)."""
+    views = [registry.views[name] for name in names]
+    others = [v.where() for v in views if v.entity != "pool"]
+    if others:
+        raise ConfigError(f"online features serve views keyed by pool; {', '.join(others)} is not")
+    reads = {r for v in views for r in v.reads if not r.startswith(FEATURE_PREFIX)}
+    if GRID in reads:
+        reads |= {"pool_reserves", "blocks"}
+    reads = (reads - {GRID}) | {"blocks"}  # blocks: the hashes that reveal a reorg
+    unsupported = sorted(r for r in reads - LAKE_READ if r not in FETCHED and r not in DECODED_TABLES)
+    if unsupported:
+        raise ConfigError(f"online features cannot follow table(s) {', '.join(unsupported)} block by block "
+                          f"(only {', '.join(FETCHED)}, the decoded tables and the lake's mempool and metadata)")
+    hot = sorted(reads - LAKE_READ)
+    raw = {"blocks"} | {r for r in hot if r in FETCHED}
+    raw |= {d for r in hot if r in DECODED_TABLES for d in DECODED_TABLES[r].reads}
+    return hot, sorted(raw, key=FETCHED.index)
+
 
 def _frame(results: list, dtype: pl.DataType) -> pl.DataFrame:
     """Parsed JSON-RPC results as the (`id`, `result`) frame the datasets' converters read."""
