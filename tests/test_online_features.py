@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -46,6 +47,7 @@ from chainlake.features.online import (
     process_groups,
 )
 from chainlake.features.registry import Registry
+from chainlake.features.view import feature_view, polars_view
 from chainlake.ingest import ingest
 from chainlake.rpc import RpcClient
 
@@ -204,6 +206,29 @@ def test_online_values_after_a_reorg_equal_a_lake_of_the_final_chain(tmp_path):
         assert_frame_equal(rows.sort(rows.columns), want.select(rows.columns).sort(rows.columns), check_exact=True)
     for block, frame in frames.items():
         assert_frame_is_offline(frame, fresh, names, block)
+
+
+def test_incremental_rows_name_a_view_failing_on_a_new_block():
+    """`LatestRows` collects every polars view of a block in one query; when that fails, the views are computed
+    again depth by depth, so the error names the view, and nothing of the failed block is cached."""
+    tables, _, _ = random_market(random.Random(5))
+    grid = compute_view(shipped_registry().get("price_impact"), tables)["block_number"].unique().sort()
+    before, last = grid[-2], grid[-1]  # the market's last two blocks with rows
+
+    @feature_view(entity="pool", owner="tests", history_blocks=1, description="breaks on the market's last block")
+    def byte_block(pool_blocks: pl.LazyFrame) -> pl.LazyFrame:
+        byte = (pl.col("block_number") + (256 - last)).cast(pl.UInt8, strict=True)  # 256 at the last block
+        return pool_blocks.select("pool", "block_number", byte.alias("byte"))
+
+    registry = Registry.from_views([*shipped_registry().views.values(),
+                                    polars_view(Path("features/byte_block.py"), byte_block)])
+    latest = LatestRows(registry, ["realized_vol_64", "byte_block"])
+    rows = latest.at(tables, before)
+    assert rows["byte_block"].height > 0
+    with pytest.raises(ConfigError, match="byte_block"):
+        latest.at(tables, last)
+    assert latest.head == before
+    assert_frame_equal(latest.at(tables, before)["realized_vol_64"], rows["realized_vol_64"])
 
 
 # --- the window rule on random markets ----------------------------------------------------------------------

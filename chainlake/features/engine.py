@@ -370,6 +370,14 @@ def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyCon
     return {name: future.result() for name, future in futures.items()}
 
 
+def _new_rows(view: FeatureView, plan: pl.LazyFrame | pl.DataFrame, block: int) -> pl.LazyFrame:
+    """A view's rows of `block` as `check_rows` returns them (keys first, event block as Int64, sorted), as a
+    query: what a view reading it sees, before the same rows are checked once collected."""
+    keys = list(view.keys)
+    return (plan.lazy().filter(pl.col(view.event_time) == block)
+            .with_columns(pl.col(view.event_time).cast(pl.Int64)).select(*keys, pl.exclude(keys)).sort(keys))
+
+
 def append_rows(frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the rows of `new` after it: `pl.concat(how="vertical_relaxed")`, without its lazy query when
     the schemas already agree (the usual case: rows of the same view or table, block after block)."""
@@ -439,10 +447,69 @@ class LatestRows:
     def _step(self, tables: Mapping[str, pl.LazyFrame], block: int) -> None:
         """Each view's row(s) at `block`, from its own history window; appended to the cache.
 
-        Per-call overhead dominates on these windows, so the polars views of one depth (views that do not
-        read each other) are collected in one `collect_all` on this thread, while the SQL views run on the
-        executor (each on its own cursor) at the same time; a view waits only for the views it reads."""
+        Per-call overhead dominates on these windows, so every polars view is one lazy query and all are
+        collected in a single `collect_all`: a view reading another reads its cached rows followed by the
+        other's query for the new block, cut to that block's rows in the contract's order (`_new_rows`), so
+        the reader sees the rows `check_rows` would give it. SQL views run as statements, on the executor
+        (each on its own cursor) while the polars views are planned and collected; a SQL view reading a
+        polars view waits for the collect, a polars view reading a SQL view for the statement. When the
+        collect fails, the views are computed again depth by depth (`_step_by_depth`), whose errors name
+        the view and the broken contract.
+        """
         inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block, self.engine)
+        views = {name: self.registry.views[name] for name in self.spans}  # dependency order
+        done: dict[str, pl.DataFrame | Future] = {}  # new rows of SQL views (or their future)
+        plans: dict[str, pl.LazyFrame] = {}  # new-row queries of polars views, not collected yet
+
+        def new_rows(name: str) -> pl.LazyFrame:
+            if name in plans:
+                return plans[name]
+            rows = done[name]
+            return (rows.result() if isinstance(rows, Future) else rows).lazy()
+
+        def window_of(name: str) -> dict[str, pl.LazyFrame]:
+            cached = {u.table: pl.concat([self.rows[u.name].lazy(), new_rows(u.name)], how="vertical_relaxed")
+                      for u in self.registry.upstream(views[name])}
+            return window_inputs(views[name].reads, {**inputs, **cached}, block - self.history[name] + 1, block)
+
+        def run_sql(name: str, window: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
+            cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
+            try:
+                return compute_view(views[name], window, cursor, block, self.engine)
+            finally:
+                if cursor is not None and cursor is not self.con:
+                    cursor.close()
+
+        late = []  # SQL views reading a polars view: after the collect
+        for name, view in views.items():
+            if view.kind != "sql":
+                plans[name] = _new_rows(view, _polars_plan(view, window_of(name)), block)
+            elif any(u.name in plans for u in self.registry.upstream(view)):
+                late.append(name)
+            elif self.executor is not None:
+                done[name] = self.executor.submit(run_sql, name, window_of(name))
+            else:
+                done[name] = run_sql(name, window_of(name))
+        try:
+            collected = pl.collect_all(list(plans.values()), engine=self.engine) if plans else []
+        except pl.exceptions.PolarsError:
+            for rows in done.values():  # let the statements finish before computing again
+                if isinstance(rows, Future):
+                    rows.exception()
+            self._step_by_depth(inputs, block)
+            raise
+        for name, rows in zip(plans, collected):
+            done[name] = check_rows(views[name], rows, block)
+        plans.clear()
+        for name in late:
+            done[name] = run_sql(name, window_of(name))
+        self.rows = {name: append_rows(self.rows[name], rows.result() if isinstance(rows, Future) else rows)
+                     for name, rows in ((n, done[n]) for n in views)}
+        self.head = block
+
+    def _step_by_depth(self, inputs: Mapping[str, pl.LazyFrame], block: int) -> None:
+        """`_step` one depth at a time, each polars view collected and checked on its own rows: what names a
+        view whose query fails or whose result breaks the contract (raises; else `_step`'s error stands)."""
         futures: dict[str, Future] = {}
 
         def window_of(name: str) -> dict[str, pl.LazyFrame]:
@@ -487,10 +554,6 @@ class LatestRows:
             for name, (view, _), out in zip(names, plans, _collect_polars(plans, self.engine)):
                 futures[name] = Future()
                 futures[name].set_result(check_rows(view, out, block))
-        new = {name: futures[name].result() for name in self.spans}
-        self.rows = {name: extended.get(name) if name in extended else append_rows(self.rows[name], new[name])
-                     for name in self.spans}
-        self.head = block
 
     def _cut(self) -> None:
         """Drop the rows no reader will look back over again, keeping SLACK more blocks (for a reorg)."""
