@@ -372,7 +372,9 @@ def _run_views(registry: Registry, order: Sequence[str], con: duckdb.DuckDBPyCon
 
 def _new_rows(view: FeatureView, plan: pl.LazyFrame | pl.DataFrame, block: int) -> pl.LazyFrame:
     """A view's rows of `block` as `check_rows` returns them (keys first, event block as Int64, sorted), as a
-    query: what a view reading it sees, before the same rows are checked once collected."""
+    query: what a view reading it sees, before the same rows are checked once collected. The cast takes any
+    event-time type: that it is an integer was checked on the view's first rows (`LatestRows._start`), and a
+    view's output types follow from its inputs', which are the lake's."""
     keys = list(view.keys)
     return (plan.lazy().filter(pl.col(view.event_time) == block)
             .with_columns(pl.col(view.event_time).cast(pl.Int64)).select(*keys, pl.exclude(keys)).sort(keys))
