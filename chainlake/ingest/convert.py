@@ -89,24 +89,34 @@ def lowercase(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return frame.with_columns(pl.col(upper).str.to_lowercase()) if upper else frame
 
 
+def uint256_columns(src: str | pl.Expr, out: str) -> list[pl.Expr]:
+    """`out` (exact decimal string) and `out_f64` (float64) of the hex column `src` ('0x' optional, '0x' is 0),
+    converted natively through UInt128: values >= 2^128 (and malformed ones) come out null, for `fill_wide`.
+
+    As expressions, so that a caller converts several columns (and anything else) in one query."""
+    digits = (pl.col(src) if isinstance(src, str) else src).str.strip_prefix("0x")
+    u128 = pl.when(digits == "").then(pl.lit(0, pl.UInt128)).otherwise(
+        digits.str.to_integer(base=16, dtype=pl.UInt128, strict=False))
+    return [u128.cast(pl.String).alias(out), u128.cast(pl.Float64).alias(f"{out}_f64")]
+
+
 def uint256_frame(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
     """Add `out` (exact decimal string) and `out_f64` (float64) computed from hex column `src`.
 
     Native for values < 2^128; Python only for the rows the native parse could not hold.
     """
-    digits = pl.col(src).str.strip_prefix("0x")
-    wide = pl.when(digits == "").then(pl.lit(0, pl.UInt128)).otherwise(
-        digits.str.to_integer(base=16, dtype=pl.UInt128, strict=False))
-    u128 = frame.select(wide.alias("__u128")).to_series()  # one query; the rest are Series operations
-    columns = [u128.cast(pl.String).alias(out), u128.cast(pl.Float64).alias(f"{out}_f64")]
-    if any(c.name in frame.columns for c in columns):
-        frame = frame.with_columns(columns)
-    else:  # new columns appended, as with_columns would, without its query
-        frame = frame.hstack(columns)
-    missing = (u128.is_null() & frame.get_column(src).is_not_null()).arg_true()
-    if len(missing):
-        frame = _fill_wide(frame, src, out, missing.to_list())
-    return frame
+    return fill_wide(frame.with_columns(uint256_columns(src, out)), src, out)
+
+
+def fill_wide(frame: pl.DataFrame, src: str, out: str) -> pl.DataFrame:
+    """`frame` with the `uint256_columns` values the native parse could not hold (>= 2^128, rare) computed
+    exactly in Python, for those rows only; a malformed or out-of-range `src` value raises NodeError."""
+    # A null source always gives a null value, so more nulls in `out` than in `src` means values to fill:
+    # two O(1) counts instead of a query on every call.
+    if frame.get_column(out).null_count() == frame.get_column(src).null_count():
+        return frame
+    missing = (frame.get_column(out).is_null() & frame.get_column(src).is_not_null()).arg_true()
+    return _fill_wide(frame, src, out, missing.to_list())
 
 
 def _fill_wide(frame: pl.DataFrame, src: str, out: str, rows: list[int]) -> pl.DataFrame:
