@@ -29,7 +29,7 @@ from functools import lru_cache
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import fill_wide, uint256_columns
+from chainlake.ingest.convert import ENGINE, fill_wide, uint256_columns
 
 WORD = 64  # hex digits per 32-byte word
 
@@ -185,7 +185,7 @@ def decode_words(frame: pl.DataFrame | pl.LazyFrame,
     the values that conversion cannot hold (rare) are then filled in exactly, in input order.
     """
     inputs = tuple(inputs)
-    frame = frame.lazy().with_columns(_decoders(inputs)).collect()
+    frame = frame.lazy().with_columns(_decoders(inputs)).collect(engine=ENGINE)
     for name, abi_type in inputs:
         if abi_type.startswith("uint"):
             frame = fill_wide(frame, f"__w_{name}", name)

@@ -13,6 +13,10 @@ import polars as pl
 from chainlake.errors import NodeError
 
 _U128_MAX = 2**128 - 1
+# The engine that collects the converters' and decoders' lazy queries: the in-memory one, which eager
+# DataFrame operations use. polars 2 collects with its streaming engine by default, whose set-up per
+# query dominates on one block's rows (a small join: ~0.7 ms instead of ~0.45 ms).
+ENGINE = "in-memory"
 
 
 def hex_to_int(h: str | None) -> int | None:
