@@ -50,22 +50,28 @@ def flexible_quantity(col: str | pl.Expr) -> pl.Expr:
     )
 
 
-def checked(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str) -> pl.DataFrame:
-    """Validate converted quantities against their sources; returns `out` with '0x' read as 0.
+def checked(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: str,
+            lower: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
+    """Validate converted quantities against their sources; returns `out` with '0x' read as 0, and its hex
+    columns `lower` lowercased when they hold an uppercase digit (as `lowercase` does).
 
     `pairs` maps a column of `out` to its source column in `raw` (same rows, same order). A source that
     is not a 0x hex quantity fitting int64 is an error naming the value, never a silent null.
 
-    Every pair is checked in one select (a call costs about the same on one column as on twenty, and the
-    online path converts a block at a time); the values are looked at again only when one is off.
+    Every pair and every `lower` column is looked at in one select (a call costs about the same on one
+    column as on twenty, and the online path converts a block at a time); the values are looked at again
+    only when one is off.
     """
     if not pairs:
-        return out
+        return lowercase(out, list(lower))
     both = pl.DataFrame([out[dst].alias(f"d{i}") for i, dst in enumerate(pairs)]
-                        + [raw[src].alias(f"s{i}") for i, src in enumerate(pairs.values())])
+                        + [raw[src].alias(f"s{i}") for i, src in enumerate(pairs.values())]
+                        + [out[c].alias(f"l{j}") for j, c in enumerate(lower)])
     bad = [_bad(i) for i in range(len(pairs))]
-    flags = both.select(*[b.any().alias(f"b{i}") for i, b in enumerate(bad)]).row(0)
-    if not any(flags):
+    flags = both.select(*[b.any().alias(f"b{i}") for i, b in enumerate(bad)],
+                        *[_upper(f"l{j}").alias(f"u{j}") for j in range(len(lower))]).row(0)
+    flags, upper = flags[:len(pairs)], [c for c, flag in zip(lower, flags[len(pairs):]) if flag]
+    if not any(flags) and not upper:
         return out
     fixes = []
     for i, ((dst, src), flag) in enumerate(zip(pairs.items(), flags)):
@@ -77,6 +83,8 @@ def checked(out: pl.DataFrame, raw: pl.DataFrame, pairs: dict[str, str], what: s
             raise NodeError(f"{what}: {src} value {value!r} is not a hex quantity that fits int64")
         fixes.append(pl.when(both.select(bad[i]).to_series()).then(pl.lit(0, out.schema[dst]))
                      .otherwise(pl.col(dst)).alias(dst))
+    if upper:
+        fixes.append(pl.col(upper).str.to_lowercase())
     return out.with_columns(fixes)
 
 
@@ -87,9 +95,19 @@ def _bad(i: int) -> pl.Expr:
             | (source.is_not_null() & ~source.str.starts_with("0x")).fill_null(False))
 
 
+def _upper(column: str) -> pl.Expr:
+    """Whether hex column `column` holds an uppercase digit anywhere."""
+    return pl.col(column).str.contains("[A-F]").any()
+
+
 def lowercase(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Lowercase hex columns, only those that hold an uppercase digit (nodes normally send lowercase)."""
-    upper = [c for c in columns if frame[c].str.contains("[A-F]").any()]
+    """Lowercase hex columns, only those that hold an uppercase digit (nodes normally send lowercase).
+
+    One query looks at every column (a query per column would cost as much each on a block's rows)."""
+    if not columns:
+        return frame
+    flags = frame.select(_upper(c) for c in columns).row(0)
+    upper = [c for c, flag in zip(columns, flags) if flag]
     return frame.with_columns(pl.col(upper).str.to_lowercase()) if upper else frame
 
 

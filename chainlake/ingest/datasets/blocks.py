@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import checked, lowercase, quantity
+from chainlake.ingest.convert import checked, quantity
 from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import BLOCKS
@@ -23,7 +23,7 @@ def convert(frame: pl.DataFrame) -> pl.DataFrame:
     """Headers (one per call) -> rows of the blocks schema."""
     if frame["result"].null_count():
         raise NodeError("eth_getBlockByNumber returned no block for a requested block number")
-    raw = frame.select(pl.col("result").struct.unnest())
+    raw = frame.get_column("result").struct.unnest()
     out = raw.select(
         *[quantity(src).alias(dst) for dst, src in INTS.items()],
         pl.col("hash").alias("block_hash"), pl.col("parentHash").alias("parent_hash"),
@@ -31,7 +31,7 @@ def convert(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("transactions").list.len().cast(pl.Int64).alias("transaction_count"),
         pl.col("extraData").alias("extra_data"),
     )
-    return lowercase(checked(out, raw, INTS, "blocks"), ["block_hash", "parent_hash", "miner"])
+    return checked(out, raw, INTS, "blocks", lower=["block_hash", "parent_hash", "miner"])
 
 
 def collect(ctx: Context, blocks: BlockRange) -> pl.DataFrame:
