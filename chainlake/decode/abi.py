@@ -163,15 +163,15 @@ def word_in_range(column: str, abi_type: str) -> pl.Expr:
     """Whether a word is a valid encoding of `abi_type` (zero-padded address / uintN, sign-extended intN),
     as eth_abi's strict decoding requires; a log that fails (a non-standard contract reusing the topic0)
     is skipped rather than decoded into nonsense."""
-    word = pl.col(column).str.to_lowercase()
     if abi_type == "address":
-        return word.str.slice(0, 24) == "0" * 24
+        return pl.col(column).str.starts_with("0" * 24)
     bits = _bits(abi_type)
     if bits == 256:
         return pl.lit(True)
     pad = (256 - bits) // 4  # hex digits above the value
     if abi_type.startswith("uint"):
-        return word.str.slice(0, pad) == "0" * pad
+        return pl.col(column).str.starts_with("0" * pad)
+    word = pl.col(column).str.to_lowercase()
     top = word.str.slice(pad, 1)
     return (((word.str.slice(0, pad) == "0" * pad) & top.is_in(list("01234567")))
             | ((word.str.slice(0, pad) == "f" * pad) & top.is_in(list("89abcdef"))))
