@@ -36,9 +36,10 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
                 (V3, "burn", abi.V3_BURN)]}
     pools = ctx.metadata.pools(pool_protocols(*[(frame, protocol) for (protocol, _), frame in decoded.items()]))
     tokens = ctx.metadata.tokens(pools.get_column("token0").to_list() + pools.get_column("token1").to_list())
-    # The rest is one query (see DecodeContext)
-    events = pl.concat([_fill(frame, protocol, kind) for (protocol, kind), frame in decoded.items()],
-                       how="vertical_relaxed")
+    # The rest is one query (see DecodeContext), over the events the block has (usually none: every
+    # part has the same columns, so one empty part gives the empty table)
+    present = [(key, frame) for key, frame in decoded.items() if frame.height] or list(decoded.items())[:1]
+    events = pl.concat([_fill(frame, protocol, kind) for (protocol, kind), frame in present], how="vertical_relaxed")
     events = events.rename({"address": "pool", "amount0": "amount0_raw", "amount0_f64": "amount0_raw_f64",
                             "amount1": "amount1_raw", "amount1_f64": "amount1_raw_f64"})
     events = events.join(pools.lazy().select("pool", "token0", "token1"), on="pool", how="left", maintain_order="left")

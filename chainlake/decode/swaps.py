@@ -61,9 +61,10 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
     pools = ctx.metadata.pools(pool_protocols((v2, PROTOCOL_V2), (v3, PROTOCOL_V3)))
     tokens = ctx.metadata.tokens(pools.get_column("token0").to_list() + pools.get_column("token1").to_list())
     usd = list(usd_tokens(ctx.metadata.chain_id(), zip(tokens.get_column("token"), tokens.get_column("symbol"))))
-    # The rest is one query (see DecodeContext)
-    trades = pl.concat([v2_trades(v2.lazy()).select(COMMON), v3_trades(v3.lazy()).select(COMMON)],
-                       how="vertical_relaxed")
+    # The rest is one query (see DecodeContext), over the kinds of swaps the block has: usually one
+    kinds = [(v2, v2_trades), (v3, v3_trades)]
+    present = [(events, sides) for events, sides in kinds if events.height] or kinds[:1]  # same columns either way
+    trades = pl.concat([sides(events.lazy()).select(COMMON) for events, sides in present], how="vertical_relaxed")
     trades = trades.rename({"address": "pool"}).join(pools.lazy().select("pool", "token0", "token1", "fee"),
                                                      on="pool", how="left", maintain_order="left")
     trades = trades.with_columns(
