@@ -114,6 +114,8 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
                for leg in LEGS for side in ("sold", "bought") for suffix in ("", "_f64")}
     out = ctx.with_block_time(out.rename(renames))
     out = out.select(MEV_SANDWICHES.names).sort("block_number", "front_log_index", "victim_log_index")
+    if not triples.height:  # no sandwich (most blocks): the table's columns, without running the query
+        return pl.DataFrame(schema=out.collect_schema())
     out = out.collect(engine=ENGINE)
     if out["profit_raw"].null_count():  # amounts >= 2^127 (rare): exact Python over those sandwiches only
         wide = out.filter(pl.col("profit_raw").is_null())
