@@ -38,6 +38,20 @@ RECEIPT_INTS = {
     "effective_gas_price": "effectiveGasPrice", "cumulative_gas_used": "cumulativeGasUsed",
 }
 
+# The converters' selects, built once (polars expressions are immutable; building them costs more than
+# running them on one block)
+BODY_COLUMNS = (
+    *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
+    pl.col("hash").alias("transaction_hash"), pl.col("from").alias("from_address"),
+    pl.col("to").alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
+    *uint256_columns("value", "value"),
+)
+RECEIPT_COLUMNS = (
+    *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
+    pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").alias("contract_address"),
+    pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
+)
+
 
 def convert_bodies(frame: pl.DataFrame) -> pl.DataFrame:
     """Full blocks -> one row per transaction body (exact uint256 value)."""
@@ -46,12 +60,7 @@ def convert_bodies(frame: pl.DataFrame) -> pl.DataFrame:
     raw = (frame.lazy().select(pl.col("result").struct.unnest())
            .explode("transactions").filter(pl.col("transactions").is_not_null())
            .select("number", "timestamp", pl.col("transactions").struct.unnest())).collect(engine=ENGINE)
-    out = raw.select(
-        *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
-        pl.col("hash").alias("transaction_hash"), pl.col("from").alias("from_address"),
-        pl.col("to").alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
-        *uint256_columns("value", "value"),
-    )
+    out = raw.select(BODY_COLUMNS)
     out = checked(out, raw, BODY_INTS, "transactions", lower=["transaction_hash", "from_address", "to_address"])
     out = fill_wide(out, "value_hex", "value")
     out.drop_in_place("value_hex")  # our own frame: no query, unlike drop
@@ -66,11 +75,7 @@ def convert_receipts(frame: pl.DataFrame) -> pl.DataFrame:
     if result.null_count():
         raise NodeError("the node returned no receipt for a mined transaction or block")
     raw = result.struct.unnest()
-    out = raw.select(
-        *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
-        pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").alias("contract_address"),
-        pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
-    )
+    out = raw.select(RECEIPT_COLUMNS)
     return checked(out, raw, RECEIPT_INTS, "receipts", lower=["r_hash", "contract_address"])
 
 
