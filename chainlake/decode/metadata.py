@@ -144,7 +144,7 @@ class Metadata:
         self.lake_dir = Path(lake_dir)
         self._factory = client
         self._client: RpcClient | None = None
-        self._memory: dict[str, tuple[pl.DataFrame, frozenset[str]]] = {}
+        self._memory: dict[str, tuple[pl.DataFrame, dict[str, list[int]]]] = {}  # table, its rows by key
 
     def chain_id(self) -> int | None:
         """The lake's chain (from its `_lake.json`, read once; None for a lake without one)."""
@@ -182,13 +182,18 @@ class Metadata:
 
     def _ensure(self, table: str, wanted: list[str], read: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
         key = "token" if table == "tokens" else "pool"
-        cached, known = self._memory.get(table, (None, frozenset()))
-        if cached is None or not known.issuperset(wanted):
+        cached, rows = self._memory.get(table, (None, {}))
+        if cached is None or not all(k in rows for k in wanted):
             cached = self._load(table, key, wanted, read)
-            self._memory[table] = (cached, frozenset(cached[key].to_list()))
+            rows = {}
+            for i, k in enumerate(cached[key].to_list()):
+                rows.setdefault(k, []).append(i)
+            self._memory[table] = (cached, rows)
         if not wanted:
             return cached.clear()
-        return cached.filter(pl.col(key).is_in(wanted))
+        # The wanted rows by position, in the table's order: a filter query would cost ~0.2 ms, paid by the
+        # online path on every block for every decoded table.
+        return cached.gather(sorted(i for k in wanted for i in rows.get(k, ())))
 
     def _load(self, table: str, key: str, wanted: list[str], read: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
         """The lake's table with every `wanted` entry, those missing read from the node and written first."""

@@ -17,6 +17,7 @@ from chainlake.decode import abi
 from chainlake.decode.schemas import POOL_RESERVES
 from chainlake.decode.table import DecodeContext, DecodedTable, adjusted
 from chainlake.errors import ConfigError
+from chainlake.ingest.convert import ENGINE
 from chainlake.ingest.lake import partition_files, partition_range
 
 PROTOCOL = "uniswap_v2"
@@ -26,18 +27,19 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
     syncs = abi.decode_event(ctx.logs, abi.V2_SYNC).sort("block_number", "log_index")
     last = syncs.unique(subset=["block_number", "address"], keep="last", maintain_order=True)
     pools = ctx.metadata.pools({address: PROTOCOL for address in last.get_column("address").unique().to_list()})
-    out = last.rename({"address": "pool", "reserve0": "reserve0_raw", "reserve0_f64": "reserve0_raw_f64",
-                       "reserve1": "reserve1_raw", "reserve1_f64": "reserve1_raw_f64"})
-    out = out.join(pools.select("pool", "token0", "token1"), on="pool", how="left")
     tokens = ctx.metadata.tokens(pools.get_column("token0").to_list() + pools.get_column("token1").to_list())
+    # The rest is one query (see DecodeContext)
+    out = last.lazy().rename({"address": "pool", "reserve0": "reserve0_raw", "reserve0_f64": "reserve0_raw_f64",
+                              "reserve1": "reserve1_raw", "reserve1_f64": "reserve1_raw_f64"})
+    out = out.join(pools.lazy().select("pool", "token0", "token1"), on="pool", how="left", maintain_order="left")
     for i in (0, 1):
-        out = out.join(tokens.select(pl.col("token").alias(f"token{i}"), pl.col("decimals").alias(f"decimals{i}")),
-                       on=f"token{i}", how="left")
+        decimals = tokens.lazy().select(pl.col("token").alias(f"token{i}"), pl.col("decimals").alias(f"decimals{i}"))
+        out = out.join(decimals, on=f"token{i}", how="left", maintain_order="left")
     out = out.with_columns(adjusted("reserve0_raw_f64", "decimals0").alias("reserve0"),
                            adjusted("reserve1_raw_f64", "decimals1").alias("reserve1"))
     out = out.with_columns(pl.when(pl.col("reserve0") > 0).then(pl.col("reserve1") / pl.col("reserve0"))
                            .alias("mid_price"))
-    return ctx.with_block_time(out)
+    return ctx.with_block_time(out).collect(engine=ENGINE)
 
 
 def forward_fill(state: pl.DataFrame, grid: pl.DataFrame | Iterable[int], *, on: str = "block_number",

@@ -28,6 +28,7 @@ import polars as pl
 from chainlake.decode import swaps
 from chainlake.decode.schemas import MEV_SANDWICHES
 from chainlake.decode.table import DecodeContext, DecodedTable, adjusted
+from chainlake.ingest.convert import ENGINE
 
 BACK_TOLERANCE = 0.1  # |back sold - front bought| <= 10% of front bought
 LEGS = ("front", "victim", "back")
@@ -36,7 +37,7 @@ _SWAP = ["transaction_hash", "transaction_index", "log_index", "token_sold", "to
          "token_bought_amount_raw_f64"]
 
 
-def _leg(frame: pl.DataFrame, leg: str) -> pl.DataFrame:
+def _leg(frame: pl.LazyFrame, leg: str) -> pl.LazyFrame:
     """block_number, pool and the swap columns prefixed `<leg>_` (amount columns shortened to sold/bought)."""
     renames = {c: f"{leg}_{c.replace('token_', '').replace('_amount_raw', '_raw')}" for c in _SWAP}
     return frame.select("block_number", "pool", *_SWAP).rename(renames)
@@ -48,7 +49,10 @@ def _int(col: str) -> pl.Expr:
 
 def find_sandwiches(trades: pl.DataFrame) -> pl.DataFrame:
     """(front, victim, back) rows of `trades` (dex_swaps columns), one per victim, with leg columns
-    `<leg>_transaction_hash`, `<leg>_transaction_index`, `<leg>_log_index`, `<leg>_sold_raw(_f64)`, ..."""
+    `<leg>_transaction_hash`, `<leg>_transaction_index`, `<leg>_log_index`, `<leg>_sold_raw(_f64)`, ...
+
+    One query (see `chainlake.decode.table.DecodeContext`)."""
+    trades = trades.lazy()
     front, back, victim = _leg(trades, "front"), _leg(trades, "back"), _leg(trades, "victim")
     router_recipient = pl.col("front_recipient") == pl.col("front_tx_to")
     pairs = front.join(
@@ -73,28 +77,31 @@ def find_sandwiches(trades: pl.DataFrame) -> pl.DataFrame:
     triples = triples.filter(first_back)
     last_front = pl.col("front_log_index") == pl.col("front_log_index").max().over("block_number", "back_log_index")
     triples = triples.filter(last_front)
-    return triples.with_columns(pl.len().over("block_number", "front_log_index").cast(pl.Int64).alias("victims"))
+    victims = pl.len().over("block_number", "front_log_index").cast(pl.Int64).alias("victims")
+    return triples.with_columns(victims).collect(engine=ENGINE)
 
 
 def build(ctx: DecodeContext) -> pl.DataFrame:
     trades = ctx.once(swaps.TABLE.name, swaps.build)
     triples = find_sandwiches(trades)
-    gas = ctx.transactions.select(
+    tokens = ctx.metadata.tokens(sorted(set(triples["front_sold"].to_list()) | set(triples["front_bought"].to_list())))
+    # The rest is one query (see DecodeContext), but for the rare profits beyond Int128 after it
+    gas = ctx.transactions.lazy().select(
         "transaction_hash",
         (pl.col("gas_used").cast(pl.UInt128) * pl.col("effective_gas_price").cast(pl.UInt128)).alias("gas_wei"))
+    out = triples.lazy()
     for leg in ("front", "back"):
-        triples = triples.join(gas.rename({"transaction_hash": f"{leg}_transaction_hash", "gas_wei": f"{leg}_gas"}),
-                               on=f"{leg}_transaction_hash", how="left")
-    protocols = trades.select("pool", "protocol").unique(subset="pool")
-    tokens = ctx.metadata.tokens(sorted(set(triples["front_sold"].to_list()) | set(triples["front_bought"].to_list())))
-    triples = triples.join(protocols, on="pool", how="left")
+        out = out.join(gas.rename({"transaction_hash": f"{leg}_transaction_hash", "gas_wei": f"{leg}_gas"}),
+                       on=f"{leg}_transaction_hash", how="left", maintain_order="left")
+    protocols = trades.lazy().select("pool", "protocol").unique(subset="pool")
+    out = out.join(protocols, on="pool", how="left", maintain_order="left")
     for side in ("sold", "bought"):
-        triples = triples.join(tokens.select(pl.col("token").alias(f"front_{side}"),
-                                             pl.col("decimals").alias(f"{side}_decimals"),
-                                             pl.col("symbol").alias(f"token_{side}_symbol")),
-                               on=f"front_{side}", how="left")
+        out = out.join(tokens.lazy().select(pl.col("token").alias(f"front_{side}"),
+                                            pl.col("decimals").alias(f"{side}_decimals"),
+                                            pl.col("symbol").alias(f"token_{side}_symbol")),
+                       on=f"front_{side}", how="left", maintain_order="left")
     profit = _int("back_bought_raw") - _int("front_sold_raw")
-    triples = triples.with_columns(
+    out = out.with_columns(
         pl.col("front_tx_from").alias("attacker"), pl.col("front_recipient").alias("attacker_recipient"),
         pl.col("victim_tx_from").alias("victim_from"),
         pl.col("front_sold").alias("token_sold"), pl.col("front_bought").alias("token_bought"),
@@ -103,15 +110,19 @@ def build(ctx: DecodeContext) -> pl.DataFrame:
         (pl.col("front_gas") + pl.col("back_gas")).cast(pl.String).alias("gas_cost_wei"),
         (pl.col("front_gas").cast(pl.Float64) + pl.col("back_gas").cast(pl.Float64)).alias("gas_cost_wei_f64"),
     ).with_columns(adjusted("profit_raw_f64", "sold_decimals").alias("profit"))
-    wide = triples.filter(pl.col("profit_raw").is_null())
-    if wide.height:  # amounts >= 2^127 (rare): exact Python over those sandwiches only
-        exact = [str(int(b) - int(f)) for b, f in zip(wide["back_bought_raw"], wide["front_sold_raw"])]
-        rows = triples.select(pl.col("profit_raw").is_null().arg_true()).to_series()
-        triples = triples.with_columns(triples["profit_raw"].scatter(rows, exact))
     renames = {f"{leg}_{side}_raw{suffix}": f"{leg}_{side}_amount_raw{suffix}"
                for leg in LEGS for side in ("sold", "bought") for suffix in ("", "_f64")}
-    triples = ctx.with_block_time(triples.rename(renames))
-    return triples.select(MEV_SANDWICHES.names).sort("block_number", "front_log_index", "victim_log_index")
+    out = ctx.with_block_time(out.rename(renames))
+    out = out.select(MEV_SANDWICHES.names).sort("block_number", "front_log_index", "victim_log_index")
+    if not triples.height:  # no sandwich (most blocks): the table's columns, without running the query
+        return pl.DataFrame(schema=out.collect_schema())
+    out = out.collect(engine=ENGINE)
+    if out["profit_raw"].null_count():  # amounts >= 2^127 (rare): exact Python over those sandwiches only
+        wide = out.filter(pl.col("profit_raw").is_null())
+        exact = [str(int(b) - int(f)) for b, f in zip(wide["back_bought_amount_raw"], wide["front_sold_amount_raw"])]
+        rows = out.select(pl.col("profit_raw").is_null().arg_true()).to_series()
+        out = out.with_columns(out["profit_raw"].scatter(rows, exact))
+    return out
 
 
 TABLE = DecodedTable(

@@ -14,6 +14,7 @@ from chainlake.decode import abi
 from chainlake.decode.prices import usd_tokens
 from chainlake.decode.schemas import DEX_SWAPS
 from chainlake.decode.table import DecodeContext, DecodedTable, adjusted, pool_protocols
+from chainlake.ingest.convert import ENGINE
 
 PROTOCOL_V2, PROTOCOL_V3 = "uniswap_v2", "uniswap_v3"
 SIDES = ("token_bought_amount_raw", "token_sold_amount_raw")
@@ -25,7 +26,7 @@ def _pick(cond: pl.Expr, a: str, b: str, out: str) -> list[pl.Expr]:
             pl.when(cond).then(pl.col(f"{a}_f64")).otherwise(pl.col(f"{b}_f64")).alias(f"{out}_f64")]
 
 
-def v2_trades(events: pl.DataFrame) -> pl.DataFrame:
+def v2_trades(events: pl.LazyFrame) -> pl.LazyFrame:
     """V2 Swap rows -> which side (0/1) was bought and sold, and the exact amounts (Dune's rule)."""
     bought0 = pl.col("amount0_out") != "0"
     sold1 = (pl.col("amount0_in") == "0") | (pl.col("amount1_out") == "0")
@@ -39,7 +40,7 @@ def v2_trades(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def v3_trades(events: pl.DataFrame) -> pl.DataFrame:
+def v3_trades(events: pl.LazyFrame) -> pl.LazyFrame:
     """V3 Swap rows (signed amounts, pool's view: negative = paid out to the trader) -> sides."""
     bought0 = pl.col("amount0").str.starts_with("-")
     absolute = [pl.col(f"amount{i}").str.strip_prefix("-").alias(f"abs{i}") for i in (0, 1)]
@@ -57,33 +58,36 @@ COMMON = ["block_number", "transaction_index", "transaction_hash", "log_index", 
 def build(ctx: DecodeContext) -> pl.DataFrame:
     v2 = abi.decode_event(ctx.logs, abi.V2_SWAP)
     v3 = abi.decode_event(ctx.logs, abi.V3_SWAP)
-    trades = pl.concat([v2_trades(v2).select(COMMON), v3_trades(v3).select(COMMON)], how="vertical_relaxed")
     pools = ctx.metadata.pools(pool_protocols((v2, PROTOCOL_V2), (v3, PROTOCOL_V3)))
-    trades = trades.rename({"address": "pool"}).join(pools.select("pool", "token0", "token1", "fee"), on="pool",
-                                                     how="left")
+    tokens = ctx.metadata.tokens(pools.get_column("token0").to_list() + pools.get_column("token1").to_list())
+    usd = list(usd_tokens(ctx.metadata.chain_id(), zip(tokens.get_column("token"), tokens.get_column("symbol"))))
+    # The rest is one query (see DecodeContext), over the kinds of swaps the block has: usually one
+    kinds = [(v2, v2_trades), (v3, v3_trades)]
+    present = [(events, sides) for events, sides in kinds if events.height] or kinds[:1]  # same columns either way
+    trades = pl.concat([sides(events.lazy()).select(COMMON) for events, sides in present], how="vertical_relaxed")
+    trades = trades.rename({"address": "pool"}).join(pools.lazy().select("pool", "token0", "token1", "fee"),
+                                                     on="pool", how="left", maintain_order="left")
     trades = trades.with_columns(
         pl.when("bought0").then(pl.col("token0")).otherwise(pl.col("token1")).alias("token_bought"),
         pl.when("sold0").then(pl.col("token0")).otherwise(pl.col("token1")).alias("token_sold"),
     )
-    tokens = ctx.metadata.tokens(pools.get_column("token0").to_list() + pools.get_column("token1").to_list())
     for side in ("bought", "sold"):
         trades = trades.join(
-            tokens.select(pl.col("token").alias(f"token_{side}"), pl.col("decimals").alias(f"{side}_decimals"),
-                          pl.col("symbol").alias(f"token_{side}_symbol")),
-            on=f"token_{side}", how="left")
+            tokens.lazy().select(pl.col("token").alias(f"token_{side}"), pl.col("decimals").alias(f"{side}_decimals"),
+                                 pl.col("symbol").alias(f"token_{side}_symbol")),
+            on=f"token_{side}", how="left", maintain_order="left")
     trades = trades.with_columns(
         adjusted("token_bought_amount_raw_f64", "bought_decimals").alias("token_bought_amount"),
         adjusted("token_sold_amount_raw_f64", "sold_decimals").alias("token_sold_amount"),
     ).with_columns(
         pl.when(pl.col("token_bought_amount") > 0)
         .then(pl.col("token_sold_amount") / pl.col("token_bought_amount")).alias("price"))
-    usd = usd_tokens(ctx.metadata.chain_id(), tokens.select("token", "symbol").iter_rows())
     trades = trades.with_columns(
-        pl.when(pl.col("token_sold").is_in(list(usd))).then(pl.col("token_sold_amount"))
-        .when(pl.col("token_bought").is_in(list(usd))).then(pl.col("token_bought_amount"))
+        pl.when(pl.col("token_sold").is_in(usd)).then(pl.col("token_sold_amount"))
+        .when(pl.col("token_bought").is_in(usd)).then(pl.col("token_bought_amount"))
         .alias("amount_usd"))
-    trades = trades.join(ctx.tx_columns(), on=["block_number", "transaction_index"], how="left")
-    return ctx.with_block_time(trades)
+    trades = trades.join(ctx.tx_columns(), on=["block_number", "transaction_index"], how="left", maintain_order="left")
+    return ctx.with_block_time(trades).collect(engine=ENGINE)
 
 
 TABLE = DecodedTable(

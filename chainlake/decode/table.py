@@ -18,7 +18,13 @@ from chainlake.decode.metadata import Metadata
 
 @dataclass
 class DecodeContext:
-    """The raw rows of one block range (logs, transactions, blocks) and the metadata cache."""
+    """The raw rows of one block range (logs, transactions, blocks) and the metadata cache.
+
+    Decoders build their tables as one lazy query, collected once, after decoding the events (whose
+    metadata must be looked up first): on one block, each eager step would cost a query (~0.1 ms) for a
+    few rows of work, and the online path decodes every new block. Hence the lazy frames here. Their left
+    joins say `maintain_order="left"`: an eager join keeps the left frame's row order, a lazy plan need not.
+    """
 
     logs: pl.DataFrame
     transactions: pl.DataFrame
@@ -33,19 +39,19 @@ class DecodeContext:
             self.built[name] = build(self)
         return self.built[name]
 
-    def block_times(self) -> pl.DataFrame:
+    def block_times(self) -> pl.LazyFrame:
         """block_number, block_time (UTC timestamp) of the range's blocks."""
-        return self.blocks.select(
+        return self.blocks.lazy().select(
             "block_number",
             pl.from_epoch("timestamp", time_unit="s").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
             .alias("block_time"))
 
-    def with_block_time(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.join(self.block_times(), on="block_number", how="left")
+    def with_block_time(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.join(self.block_times(), on="block_number", how="left", maintain_order="left")
 
-    def tx_columns(self) -> pl.DataFrame:
+    def tx_columns(self) -> pl.LazyFrame:
         """Per transaction (block_number, transaction_index): sender, recipient and gas prices."""
-        return self.transactions.select(
+        return self.transactions.lazy().select(
             "block_number", "transaction_index", pl.col("from_address").alias("tx_from"),
             pl.col("to_address").alias("tx_to"), "gas_price", "effective_gas_price")
 

@@ -11,15 +11,16 @@ import polars as pl
 from chainlake.decode import abi
 from chainlake.decode.schemas import ERC20_TRANSFERS
 from chainlake.decode.table import DecodeContext, DecodedTable, adjusted
+from chainlake.ingest.convert import ENGINE
 
 
 def build(ctx: DecodeContext) -> pl.DataFrame:
     events = abi.decode_event(ctx.logs, abi.TRANSFER).rename(
         {"address": "token", "value": "amount_raw", "value_f64": "amount_raw_f64"})
     tokens = ctx.metadata.tokens(events.get_column("token").unique().to_list())
-    out = events.join(tokens, on="token", how="left").with_columns(
+    out = events.lazy().join(tokens.lazy(), on="token", how="left", maintain_order="left").with_columns(
         adjusted("amount_raw_f64", "decimals").alias("amount"))
-    return ctx.with_block_time(out)
+    return ctx.with_block_time(out).collect(engine=ENGINE)
 
 
 TABLE = DecodedTable(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from chainlake.ingest.convert import checked, lowercase, quantity
+from chainlake.ingest.convert import checked, quantity
 from chainlake.ingest.dataset import Context, Dataset, concat
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import LOGS
@@ -19,18 +19,22 @@ INTS = {"block_number": "blockNumber", "transaction_index": "transactionIndex", 
 BLOCKS_PER_REQUEST = 25  # measured on anvil: wider windows cost the node more CPU per log
 TOPICS = [f"topic{i}" for i in range(4)]
 
+# convert's select, built once (polars expressions are immutable; building them costs more than running
+# them on one block)
+COLUMNS = (
+    *[quantity(src).alias(dst) for dst, src in INTS.items()],
+    pl.col("blockHash").alias("block_hash"), pl.col("transactionHash").alias("transaction_hash"),
+    pl.col("address"),
+    *[pl.col("topics").list.get(i, null_on_oob=True).alias(f"topic{i}") for i in range(4)],
+    pl.col("data"),
+)
+
 
 def convert(frame: pl.DataFrame) -> pl.DataFrame:
     """eth_getLogs answers (one list per call) -> rows of the logs schema."""
-    raw = frame.select(pl.col("result").explode()).filter(pl.col("result").is_not_null()).unnest("result")
-    out = raw.select(
-        *[quantity(src).alias(dst) for dst, src in INTS.items()],
-        pl.col("blockHash").alias("block_hash"), pl.col("transactionHash").alias("transaction_hash"),
-        pl.col("address"),
-        *[pl.col("topics").list.get(i, null_on_oob=True).alias(f"topic{i}") for i in range(4)],
-        pl.col("data"),
-    )
-    return lowercase(checked(out, raw, INTS, "logs"), ["block_hash", "transaction_hash", "address", *TOPICS])
+    raw = frame.select(pl.col("result").explode().drop_nulls()).to_series().struct.unnest()
+    out = raw.select(COLUMNS)
+    return checked(out, raw, INTS, "logs", lower=["block_hash", "transaction_hash", "address", *TOPICS])
 
 
 def windows(blocks: BlockRange, size: int) -> list[BlockRange]:

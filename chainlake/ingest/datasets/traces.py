@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import checked, flexible_quantity, lowercase, quantity, uint256_frame
+from chainlake.ingest.convert import checked, flexible_quantity, quantity, uint256_frame
 from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat, with_block_numbers
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import TRACES
@@ -68,8 +68,8 @@ def convert_parity(frame: pl.DataFrame, blocks: BlockRange) -> pl.DataFrame:
         pl.coalesce("result|output", "result|code").alias("output"),
         "error",
     )
-    out = checked(out, raw, {"gas": "gas", "gas_used": "result|gasUsed"}, "traces")
-    out = lowercase(out, ["block_hash", "transaction_hash", "from_address", "to_address"])
+    out = checked(out, raw, {"gas": "gas", "gas_used": "result|gasUsed"}, "traces",
+                  lower=["block_hash", "transaction_hash", "from_address", "to_address"])
     return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 
@@ -135,8 +135,8 @@ def rows_to_frame(rows: list[dict]) -> pl.DataFrame:
     schema = dict(_DEBUG_SCHEMA)
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     out = frame.with_columns(quantity("gas").alias("gas"), quantity("gas_used").alias("gas_used"))
-    out = checked(out, frame, {"gas": "gas", "gas_used": "gas_used"}, "traces")
-    out = lowercase(out, ["block_hash", "transaction_hash", "from_address", "to_address"])
+    out = checked(out, frame, {"gas": "gas", "gas_used": "gas_used"}, "traces",
+                  lower=["block_hash", "transaction_hash", "from_address", "to_address"])
     return uint256_frame(out, "value_hex", "value").drop("value_hex")
 
 

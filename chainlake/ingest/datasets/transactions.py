@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from chainlake.errors import NodeError
-from chainlake.ingest.convert import checked, lowercase, quantity, uint256_frame
+from chainlake.ingest.convert import ENGINE, checked, fill_wide, quantity, uint256_columns
 from chainlake.ingest.dataset import Context, Dataset, batch_size, block_calls, concat, in_parallel
 from chainlake.ingest.ranges import BlockRange
 from chainlake.ingest.schemas import TRANSACTIONS
@@ -38,37 +38,45 @@ RECEIPT_INTS = {
     "effective_gas_price": "effectiveGasPrice", "cumulative_gas_used": "cumulativeGasUsed",
 }
 
+# The converters' selects, built once (polars expressions are immutable; building them costs more than
+# running them on one block)
+BODY_COLUMNS = (
+    *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
+    pl.col("hash").alias("transaction_hash"), pl.col("from").alias("from_address"),
+    pl.col("to").alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
+    *uint256_columns("value", "value"),
+)
+RECEIPT_COLUMNS = (
+    *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
+    pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").alias("contract_address"),
+    pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
+)
+
 
 def convert_bodies(frame: pl.DataFrame) -> pl.DataFrame:
     """Full blocks -> one row per transaction body (exact uint256 value)."""
     if frame["result"].null_count():
         raise NodeError("eth_getBlockByNumber returned no block for a requested block number")
-    raw = (frame.select(pl.col("result").struct.unnest())
+    raw = (frame.lazy().select(pl.col("result").struct.unnest())
            .explode("transactions").filter(pl.col("transactions").is_not_null())
-           .select("number", "timestamp", pl.col("transactions").struct.unnest()))
-    out = raw.select(
-        *[quantity(src).alias(dst) for dst, src in BODY_INTS.items()],
-        pl.col("hash").alias("transaction_hash"), pl.col("from").alias("from_address"),
-        pl.col("to").alias("to_address"), pl.col("input"), pl.col("value").alias("value_hex"),
-    )
-    out = lowercase(checked(out, raw, BODY_INTS, "transactions"), ["transaction_hash", "from_address", "to_address"])
-    return uint256_frame(out, "value_hex", "value").drop("value_hex")
+           .select("number", "timestamp", pl.col("transactions").struct.unnest())).collect(engine=ENGINE)
+    out = raw.select(BODY_COLUMNS)
+    out = checked(out, raw, BODY_INTS, "transactions", lower=["transaction_hash", "from_address", "to_address"])
+    out = fill_wide(out, "value_hex", "value")
+    out.drop_in_place("value_hex")  # our own frame: no query, unlike drop
+    return out
 
 
 def convert_receipts(frame: pl.DataFrame) -> pl.DataFrame:
     """Block receipts (a list per call) or single receipts -> one row per receipt."""
-    result = frame.select("result")
-    if isinstance(frame.schema["result"], pl.List):
-        result = result.explode("result")
-    if result["result"].null_count():
+    result = frame.get_column("result")
+    if isinstance(result.dtype, pl.List):
+        result = frame.select(pl.col("result").explode()).to_series()
+    if result.null_count():
         raise NodeError("the node returned no receipt for a mined transaction or block")
-    raw = result.unnest("result")
-    out = raw.select(
-        *[quantity(src).alias(dst) for dst, src in RECEIPT_INTS.items()],
-        pl.col("transactionHash").alias("r_hash"), pl.col("contractAddress").alias("contract_address"),
-        pl.col("logs").list.len().cast(pl.Int64).alias("logs_count"),
-    )
-    return lowercase(checked(out, raw, RECEIPT_INTS, "receipts"), ["r_hash", "contract_address"])
+    raw = result.struct.unnest()
+    out = raw.select(RECEIPT_COLUMNS)
+    return checked(out, raw, RECEIPT_INTS, "receipts", lower=["r_hash", "contract_address"])
 
 
 def fetch_receipts(ctx: Context, blocks: BlockRange, bodies: pl.DataFrame | None) -> pl.DataFrame:
