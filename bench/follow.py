@@ -12,12 +12,11 @@ Starts a devnet, mines a warm-up, fills a lake (`follow_step`), trains the agent
 - **peer (naive path)**: follow_step + `training_frame` for the block + the policy, i.e. what a decision costs
   when it waits for the lake (the same follow_step run, plus its own training_frame and policy call).
 
-The decision path runs as its own process started with POLARS_MAX_THREADS=1 (as a deployment would run a
-latency-critical decision service apart from the lake writer; polars' pool is process-wide), in two settings,
-one devnet each: **one process** (`OnlineFeatures`) and **two processes** (`ParallelOnlineFeatures`: the
-views needing transaction bodies in a worker process, the rest in the decision process, at the same time).
-In both, the lake path runs after the decision of each block, not at the same time, so the two do not
-contend for the cores. Between blocks the
+The decision path runs as its own process, as a deployment would run a latency-critical decision service
+apart from the lake writer, set up the way such a service is: polars with one thread (POLARS_MAX_THREADS=1;
+its pool is process-wide), and Python's garbage collector run between blocks rather than in the middle of
+a decision (`gc.freeze` after start-up, automatic collection off, `gc.collect` while waiting). The lake path
+runs after the decision of each block, not at the same time, so the two do not contend for the cores. Between blocks the
 decision path reads again the lake tables the lake path rebuilt (`OnlineFeatures.refresh`: the mempool), as
 a service does while it waits; `on_block` still checks them, so nothing older is ever served.
 
@@ -27,6 +26,7 @@ Prints p50 / p99 / max and writes them, with the machine, to bench/RESULTS.md (`
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import platform
@@ -47,7 +47,7 @@ sys.path[:] = [str(BENCH.parent)] + [p for p in sys.path if Path(p or ".").resol
 
 from chainlake.devnet import Devnet  # noqa: E402
 from chainlake.features import training_frame  # noqa: E402
-from chainlake.features.online import OnlineFeatures, ParallelOnlineFeatures  # noqa: E402
+from chainlake.features.online import OnlineFeatures  # noqa: E402
 from chainlake.follow import follow_step, lake_head  # noqa: E402
 from chainlake.rpc import RpcClient  # noqa: E402
 from rl.data import DEFAULT_FEATURES, DIRECTIONAL, column_name  # noqa: E402
@@ -83,20 +83,21 @@ def decide(online: OnlineFeatures, client: RpcClient, policy, names: list[str], 
     policy.act(observation(values, names, flip))
     t2 = time.perf_counter()
     return {"head": head, "fetch": online.timings["fetch"], "decode": online.timings["decode"],
-            "features": online.timings["features"], "workers": online.timings.get("workers", 0.0),
-            "policy": t2 - t1, "decision": t2 - t0, "t0": t0}
+            "features": online.timings["features"], "policy": t2 - t1, "decision": t2 - t0, "t0": t0}
 
 
-def decision_service(conn, lake: str, url: str, models: str, pool: str, flip: bool, parallel: bool) -> None:
+def decision_service(conn, lake: str, url: str, models: str, pool: str, flip: bool) -> None:
     """The decision path in a process of its own: for each `seen` received, `decide` and send the result."""
     policy, _ = load_policies(Path(models), names=("tabular",))["tabular"]
     names = [column_name(f) for f in DEFAULT_FEATURES]
-    online_class = ParallelOnlineFeatures if parallel else OnlineFeatures
-    with RpcClient(url) as client, online_class(lake, url, DEFAULT_FEATURES, pool=pool) as online:
+    with RpcClient(url) as client, OnlineFeatures(lake, url, DEFAULT_FEATURES, pool=pool) as online:
+        gc.freeze()  # what start-up allocated stays out of every later collection
+        gc.disable()  # collections happen between blocks (below), not in the middle of a decision
         conn.send(client.block_number())
         while (seen := conn.recv()) is not None:
             if seen == "refresh":  # between blocks: the lake writer rebuilt the mempool
                 online.refresh()
+                gc.collect()
                 conn.send(None)
                 continue
             conn.send(decide(online, client, policy, names, flip, seen))
@@ -105,14 +106,13 @@ def decision_service(conn, lake: str, url: str, models: str, pool: str, flip: bo
 class OwnProcess:
     """The decision path in its own process, started with POLARS_MAX_THREADS=1 (`decision_service`)."""
 
-    def __init__(self, lake, url, models, pool, flip, parallel):
+    def __init__(self, lake, url, models, pool, flip):
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: polars reads the variable at import
         self.conn, child = ctx.Pipe()
         saved = os.environ.get("POLARS_MAX_THREADS")
         os.environ["POLARS_MAX_THREADS"] = "1"
         try:
-            self.process = ctx.Process(target=decision_service, args=(child, str(lake), url, str(models), pool, flip,
-                                                                        parallel))
+            self.process = ctx.Process(target=decision_service, args=(child, str(lake), url, str(models), pool, flip))
             self.process.start()
         finally:
             if saved is None:
@@ -134,10 +134,10 @@ class OwnProcess:
         self.process.join(30)
 
 
-def run(warmup: int, blocks: int, seed: int, txs: int, parallel: bool) -> dict[str, list[float]]:
+def run(warmup: int, blocks: int, seed: int, txs: int) -> dict[str, list[float]]:
     shutil.rmtree(WORK, ignore_errors=True)
     lake, models = WORK / "lake", WORK / "models"
-    series: dict[str, list[float]] = {k: [] for k in ("fetch", "decode", "features", "workers", "policy", "decision",
+    series: dict[str, list[float]] = {k: [] for k in ("fetch", "decode", "features", "policy", "decision",
                                                       "lag_blocks", "lag_s", "follow_step", "naive")}
     with Devnet(seed=seed, txs_per_block=txs) as dn, RpcClient(dn.url) as client:
         dn.run(warmup)
@@ -147,7 +147,7 @@ def run(warmup: int, blocks: int, seed: int, txs: int, parallel: bool) -> dict[s
         pool, flip = result.episode.market.pool, not result.episode.market.base_is_token0
         names = [column_name(f) for f in DEFAULT_FEATURES]
         print(f"warm-up: {warmup} blocks, lake head {lake_head(lake)}, pool {pool}, policy trained", flush=True)
-        decider = OwnProcess(lake, dn.url, models, pool, flip, parallel)
+        decider = OwnProcess(lake, dn.url, models, pool, flip)
         try:
             seen = decider.seen
             for _ in range(blocks):
@@ -163,7 +163,7 @@ def run(warmup: int, blocks: int, seed: int, txs: int, parallel: bool) -> dict[s
                 policy.act(observation(row, names, flip))
                 t4 = time.perf_counter()
                 decider.refresh()  # idle until the next block: read the mempool the lake path just rebuilt
-                for key in ("fetch", "decode", "features", "workers", "policy", "decision"):
+                for key in ("fetch", "decode", "features", "policy", "decision"):
                     series[key].append(decision[key])
                 for key, value in (("lag_blocks", lag), ("lag_s", t3 - t0), ("follow_step", t3 - step_start),
                                    ("naive", t4 - step_start)):
@@ -174,12 +174,9 @@ def run(warmup: int, blocks: int, seed: int, txs: int, parallel: bool) -> dict[s
     return series
 
 
-def table(series: dict[str, list[float]], parallel: bool) -> str:
-    here = " (decision process's views)" if parallel else ""
-    rows = [("decision latency (online)", "decision", "naive"), (f"  fetch (node, one batch){here}", "fetch", None),
-            (f"  decode + window{here}", "decode", None),
-            (f"  features{here}" if parallel else "  features (7 views)", "features", None),
-            *([("  then waiting for the worker process's views", "workers", None)] if parallel else []),
+def table(series: dict[str, list[float]]) -> str:
+    rows = [("decision latency (online)", "decision", "naive"), ("  fetch (node, one batch)", "fetch", None),
+            ("  decode + window", "decode", None), ("  features (7 views)", "features", None),
             ("  policy", "policy", None),
             ("follow_step (lake path)", "follow_step", None), ("ingestion lag, seconds", "lag_s", None)]
     lines = ["| measure | p50 ms | p99 ms | max ms | peer: follow_step + training_frame + policy, p50 / p99 ms |",
@@ -215,23 +212,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--txs-per-block", type=int, default=10)
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
-    parser.add_argument("--online", choices=("one", "two", "both"), default="both",
-                        help="the decision process's online features in one process (OnlineFeatures), two "
-                             "(ParallelOnlineFeatures) or both (one run each, two first)")
+    parser.add_argument("--runs", type=int, default=1, help="runs, one devnet each, all printed")
     args = parser.parse_args()
-    settings = {"one": [False], "two": [True], "both": [True, False]}[args.online]
     text = ""
-    for parallel in settings:
+    for _ in range(args.runs):
         load_start = os.getloadavg()[0]  # the machine may be shared: other work moves the tail
-        series = run(args.warmup, args.blocks, args.seed, args.txs_per_block, parallel)
+        series = run(args.warmup, args.blocks, args.seed, args.txs_per_block)
         p99 = float(np.percentile(np.array(series["decision"]) * 1e3, 99))
-        where = ("**two processes** (`ParallelOnlineFeatures`: the decision process and a worker process)"
-                 if parallel else "**one process** (`OnlineFeatures` in the decision process)")
-        text += (f"Online features: {where}; decision process started with POLARS_MAX_THREADS=1. Devnet: seed "
-                 f"{args.seed}, {args.txs_per_block} txs/block, warm-up {args.warmup} blocks, {args.blocks} "
-                 f"blocks measured; features: rl.data.DEFAULT_FEATURES (7 views); policy: tabular. Machine: "
-                 f"{machine()}; load average (1 min) {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at "
-                 f"the end.\n\n{table(series, parallel)}\n"
+        text += (f"Decision process: `OnlineFeatures` in a process of its own (POLARS_MAX_THREADS=1, garbage "
+                 f"collected between blocks). Devnet: seed {args.seed}, {args.txs_per_block} txs/block, warm-up "
+                 f"{args.warmup} blocks, {args.blocks} blocks measured; features: rl.data.DEFAULT_FEATURES (7 "
+                 f"views); policy: tabular. Machine: {machine()}; load average (1 min) {load_start:.2f} at the "
+                 f"start, {os.getloadavg()[0]:.2f} at the end.\n\n{table(series)}\n"
                  f"Goal p99 < {GOAL_MS:.0f} ms: {'met' if p99 < GOAL_MS else 'missed'} (p99 {p99:.1f} ms).\n\n")
     print(text)
     if not args.no_write:

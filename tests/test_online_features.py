@@ -35,17 +35,14 @@ from chainlake.decode import decode
 from chainlake.devnet import Devnet
 from chainlake.errors import ConfigError
 from chainlake.features import build_features, compute_view
+from chainlake.features import online as online_module
 from chainlake.features.engine import (
     LatestRows,
     compute_latest,
     history_check,
     state_path,
 )
-from chainlake.features.online import (
-    OnlineFeatures,
-    ParallelOnlineFeatures,
-    process_groups,
-)
+from chainlake.features.online import OnlineFeatures
 from chainlake.features.registry import Registry
 from chainlake.features.view import feature_view, polars_view
 from chainlake.ingest import ingest
@@ -92,16 +89,22 @@ def read_lake(lake, name: str) -> pl.DataFrame:
     return pl.read_parquet(sorted((lake / name).rglob("*.parquet")))
 
 
-def test_online_values_equal_the_offline_state_tables(devnet, feature_lake, head_lake):
+def test_online_values_equal_the_offline_state_tables(devnet, feature_lake, head_lake, monkeypatch):
+    """Block by block; `refresh` between blocks cuts the window and the cached rows back (every 2 blocks here),
+    which changes nothing served."""
     full_lake, _ = feature_lake
     names = sorted(SHIPPED - set(NOT_ONLINE))
+    monkeypatch.setattr(online_module, "SLACK", 2)
+    monkeypatch.setattr(LatestRows, "SLACK", 2)
     with OnlineFeatures(head_lake, devnet.url, names) as online:
-        assert online.head == devnet.last_block - ONLINE_BLOCKS
-        for block in range(online.head + 1, devnet.last_block + 1):
+        start = online.head
+        assert start == devnet.last_block - ONLINE_BLOCKS
+        for block in range(start + 1, devnet.last_block + 1):
             frame = online.on_block_frame(block)
             assert frame.height > 0 and online.timings["features"] > 0
             assert_frame_is_offline(frame, full_lake, names, block)
             online.refresh()  # between blocks (a decision service's idle time): changes nothing served
+        assert online._cut_at > start and online.latest._cut_at > start  # both were cut back on the way
 
 
 def test_online_one_pool_and_named_columns(devnet, feature_lake, head_lake):
@@ -145,34 +148,6 @@ def test_online_refuses_old_blocks_and_views_without_history(devnet, head_lake):
     others = [v for v in registry.views.values() if v.name != "price_impact"]
     with pytest.raises(ConfigError, match="declares no history_blocks"):
         OnlineFeatures(head_lake, devnet.url, ["price_impact"], registry=Registry.from_views([*others, bare]))
-
-
-def test_parallel_online_features_equal_one_process(devnet, head_lake):
-    """Two processes give the values of one, block by block, columns in the same order: the views needing
-    transaction bodies (gas prices, order flow: dex_swaps) in a worker, the rest here. An error in either
-    process comes back as one ConfigError and leaves both ready for the next block."""
-    registry = shipped_registry()
-    names = sorted(SHIPPED - set(NOT_ONLINE))
-    refs = ["mid_price:log_return_8", "gas_price:base_fee_gwei", "order_flow_imbalance:imbalance_16",
-            "market_regime:regime_code"]
-    assert process_groups(registry, refs) == [[refs[0], refs[3]], [refs[1], refs[2]]]
-    assert process_groups(registry, ["mid_price", "price_impact"]) == [["mid_price", "price_impact"]]
-    pool = pl.read_parquet(sorted((head_lake / "pools").rglob("*.parquet")))["pool"].min()
-    with (ParallelOnlineFeatures(head_lake, devnet.url, names) as parallel,
-          OnlineFeatures(head_lake, devnet.url, names) as one,
-          ParallelOnlineFeatures(head_lake, devnet.url, refs, pool=pool) as parallel_pool,
-          OnlineFeatures(head_lake, devnet.url, refs, pool=pool) as one_pool):
-        assert len(parallel.workers) == 1 and parallel.main.raw == ["blocks", "logs"]  # no transaction bodies
-        for block in range(one.head + 1, devnet.last_block + 1):
-            assert_frame_equal(parallel.on_block_frame(block), one.on_block_frame(block), check_exact=True)
-            values = parallel_pool.on_block(block)
-            assert list(values) == list(one_pool.on_block(block)) == [r.replace(":", "__") for r in refs]
-            assert values == one_pool.on_block(block)
-            assert parallel.timings["workers"] >= 0 and parallel.worker_timings["features"] > 0
-            parallel.refresh()
-        with pytest.raises(ConfigError, match="older than the online window"):
-            parallel.on_block_frame(one.head - 1)
-        assert_frame_equal(parallel.on_block_frame(one.head), one.on_block_frame(one.head), check_exact=True)
 
 
 def test_online_values_after_a_reorg_equal_a_lake_of_the_final_chain(tmp_path):
@@ -275,10 +250,14 @@ def test_incremental_rows_equal_the_full_computation(seed):
         for name, rows in latest.at(raw, block).items():
             assert_same(rows, full[name].filter(pl.col("block_number") == block))
 
+    latest.SLACK = 2  # the cache cut back (`maintain`) after every third block
     for block in blocks:
         check(block)
+        if block % 3 == 0:
+            latest.maintain()
+    floor = latest._floor  # the oldest fork the kept rows can step from
     latest.drop_from(fork)  # a reorg: the same chain comes back here, so the rows must too
-    assert latest.head == fork - 1
+    assert latest.head == (fork - 1 if fork >= floor else None)  # else it starts again from the spans
     check(blocks[-1])
     if blocks[-1] + LatestRows.GAP + 1 <= last:  # a long gap starts again from the spans
         check(blocks[-1] + LatestRows.GAP + 1)

@@ -403,7 +403,8 @@ class LatestRows:
     """
 
     GAP = 16  # blocks after the last one computed that are stepped one by one; a longer gap starts again
-    SLACK = 64  # blocks the cache grows past what readers need before it is cut back
+    SLACK = 64  # blocks the cache grows past what readers need before it is cut back (`maintain`)
+    OVERDUE = 4 * SLACK  # ... and before `at` cuts it itself, when `maintain` was not called
 
     def __init__(self, registry: Registry, names: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
                  executor: Executor | None = None, engine: str = SMALL):
@@ -425,7 +426,7 @@ class LatestRows:
             self._start(tables, block)
         for number in range(self.head + 1, block + 1):
             self._step(tables, number)
-        if self.head - self._cut_at >= self.SLACK:
+        if self.head - self._cut_at >= self.OVERDUE:
             self._cut()
         return {name: _at(self.registry.views[name], self.rows[name], block) for name in self.names}
 
@@ -556,6 +557,12 @@ class LatestRows:
             for name, (view, _), out in zip(names, plans, _collect_polars(plans, self.engine)):
                 futures[name] = Future()
                 futures[name].set_result(check_rows(view, out, block))
+
+    def maintain(self) -> None:
+        """Cut the cache back if it is due: work for the time between blocks (`OnlineFeatures.refresh`), which
+        `at` does itself only when it is long overdue."""
+        if self.head is not None and self.head - self._cut_at >= self.SLACK:
+            self._cut()
 
     def _cut(self) -> None:
         """Drop the rows no reader will look back over again, keeping SLACK more blocks (for a reorg)."""

@@ -19,8 +19,9 @@ about what it costs on one row), so the per-block path does each step once:
   catch-up, or a node without eth_getBlockReceipts, goes through the datasets' collectors;
 - **decode**: only the decoded tables the views read; token and pool metadata stay in memory
   (`Metadata`), read again only for a contract not seen yet;
-- **window**: new rows are appended; the window rules cut it back every SLACK blocks (a longer window
-  gives the same rows, since every view is computed on its own span of it);
+- **window**: new rows are appended; the window rules cut it back every SLACK blocks, between blocks
+  (`refresh`) when the caller has that time (a longer window gives the same rows, since every view is
+  computed on its own span of it);
 - **features**: each view's new row from its own history (`LatestRows`, rows of earlier blocks cached; a
   reorg drops those from the fork on); the `pool_blocks` grid is built once per block; views that do not read each other run at
   once on a small thread pool, SQL views on cursors of one DuckDB connection kept for the engine's
@@ -44,12 +45,11 @@ tables (`tokens`, `pools`) are read from the lake the same way (the decoders add
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -58,7 +58,7 @@ import polars as pl
 from chainlake.decode.metadata import Metadata
 from chainlake.decode.pipeline import TABLES as DECODED_TABLES
 from chainlake.decode.table import DecodeContext
-from chainlake.errors import ChainlakeError, ConfigError, NodeError
+from chainlake.errors import ConfigError
 from chainlake.features.engine import SMALL, LatestRows, append_rows
 from chainlake.features.frames import parse_refs
 from chainlake.features.inputs import (
@@ -86,6 +86,7 @@ LAKE_READ = STATIC_TABLES | PENDING_TABLES | {"mempool_observations"}  # read fr
 POOL_TABLES = frozenset({"pool_reserves", "dex_swaps", "liquidity_events", "mev_sandwiches"})
 ONE_BATCH_BLOCKS = 25  # new blocks fetched in one JSON-RPC batch; more (a long pause) go through the collectors
 SLACK = 64  # blocks the hot window grows past its size before it is cut back (cutting it every block costs more)
+OVERDUE = 4 * SLACK  # ... and before `on_block` cuts it itself, when `refresh` did not (see `refresh`)
 
 
 class OnlineFeatures:
@@ -174,10 +175,16 @@ class OnlineFeatures:
         return out
 
     def refresh(self) -> None:
-        """Read again the lake tables (mempool, metadata) whose files changed since the last block, between
-        blocks: `on_block` checks them anyway, and then has nothing left to read when nothing changed since."""
+        """The work that can wait for the time between blocks, for a caller that has such time (a decision
+        service waiting for the next head): read again the lake tables (mempool, metadata) whose files changed
+        since the last block (`on_block` checks them anyway, and then has nothing left to read), and cut the
+        window and the cached rows back when they are due (every SLACK blocks; `on_block` does it only when
+        it is long overdue, so that memory stays bounded without `refresh`)."""
         for name in sorted({r for n in self.spans for r in self.registry.views[n].reads} & LAKE_READ):
             self._lake_table(name)
+        if self.head - self._cut_at >= SLACK:
+            self._cut_window()
+        self.latest.maintain()
 
     def close(self) -> None:
         if getattr(self, "executor", None) is not None:
@@ -277,20 +284,9 @@ class OnlineFeatures:
         if blocks.height > 1 and (blocks["parent_hash"][1:] != blocks["block_hash"][:-1]).any():
             raise ConfigError(f"the node's chain changed while blocks {first}..{last} were fetched: call again")
 
-    def block_hash(self, number: int) -> str | None:
-        """The hash of block `number` in the window (None when the window does not hold it)."""
-        return self._hash(number)
-
     def _hash(self, number: int) -> str | None:
         row = self.hot["blocks"].filter(pl.col("block_number") == number)
         return row.get_column("block_hash")[0] if row.height else None
-
-    def resync(self) -> None:
-        """Drop the window's blocks the node no longer has (a reorg after they were fetched: `on_block` checks
-        only a new block's parent); the next `on_block` fetches the node's chain from there."""
-        fork = self._fork()
-        if fork <= self.head:
-            self._drop_from(fork)
 
     def _fork(self) -> int:
         """The first block of the window the node no longer has (its hash differs), newest first."""
@@ -311,18 +307,24 @@ class OnlineFeatures:
         self.head = fork - 1
 
     def _extend(self, new: dict[str, pl.DataFrame], last: int) -> None:
-        """Append the new rows; cut the window back to `size` blocks (by the window rules) every SLACK blocks.
+        """Append the new rows; cut the window back when `refresh` has not for OVERDUE blocks.
 
         A longer window is still right: every view is computed on its own span of it (`compute_latest`
-        applies the window rules again), so the cut only bounds memory.
+        applies the window rules again), so the cut only bounds memory. Cutting costs tens of milliseconds
+        (every hot table through its window rule), which is why it waits for `refresh` when it can.
         """
         for name in self.tables:
             self.hot[name] = append_rows(self.hot[name], new[name])
         self.head = last
-        if self.head - self._cut_at >= SLACK:
-            first = last - self.size + 1
-            self.hot = {name: window(name, frame.lazy(), first, last).collect(engine=SMALL) for name, frame in self.hot.items()}
-            self._cut_at = self.head
+        if self.head - self._cut_at >= OVERDUE:
+            self._cut_window()
+
+    def _cut_window(self) -> None:
+        """The window back to `size` blocks ending at its head, by the window rules."""
+        first = self.head - self.size + 1
+        self.hot = {name: window(name, frame.lazy(), first, self.head).collect(engine=SMALL)
+                    for name, frame in self.hot.items()}
+        self._cut_at = self.head
 
     # -- computing -------------------------------------------------------------------------------------
     def _inputs(self, number: int) -> dict[str, pl.LazyFrame]:
@@ -377,203 +379,6 @@ class OnlineFeatures:
             values = frame.row(int(found[0]), named=True) if found.len() else {}
             out.update((f"{name}__{c}", values.get(c)) for c in columns)
         return out
-
-class ParallelOnlineFeatures:
-    """`OnlineFeatures` over two processes: the same values, computed at once on two cores.
-
-    A block's online cost is mostly fixed per-call cost that holds Python's lock, so threads cannot share it
-    out; processes can. `process_groups` splits the requested views in two: this process computes the first
-    group, a worker process (started here, stopped by `close`) the second. Each is a plain `OnlineFeatures`
-    following the node on its own, so nothing is implemented twice and each fetches only what its views read.
-    Both compute the same block number; if the node reorganized between their two fetches (their block hashes
-    differ) both look for the fork again (`OnlineFeatures.resync`) and compute the block again.
-
-    Same API as `OnlineFeatures` (`on_block`, `on_block_frame`, `refresh`, `close`, context manager), same
-    result, columns in the same order. `timings`: this process's `fetch`, `decode` and `features`, then
-    `workers` (how long it waited for the worker after its own part) and `total`; `worker_timings` the
-    worker's own. Views come from the registry of `roots` (default: the project's), loaded in each process.
-    """
-
-    ATTEMPTS = 3  # the node reorganizing between the two processes' fetches this many times in a row: give up
-
-    def __init__(self, lake_dir: str | Path, rpc_url: str, refs: Sequence[str], pool: str | None = None,
-                 roots: Sequence[str | Path] | None = None):
-        roots = [str(r) for r in roots] if roots is not None else None
-        registry = load_registry(roots)
-        self.order = list(parse_refs(refs, registry))  # views in the order OnlineFeatures gives their columns
-        groups = process_groups(registry, refs)
-        self.timings: dict[str, float] = {}
-        self.worker_timings: dict[str, float] = {}
-        self._own_done = 0.0
-        self.workers: list[_Worker] = []
-        self.main = OnlineFeatures(lake_dir, rpc_url, groups[0], pool, registry)
-        try:
-            self.workers = [_Worker(lake_dir, rpc_url, group, pool, roots) for group in groups[1:]]
-        except BaseException:
-            self.close()
-            raise
-
-    def on_block(self, number: int) -> dict[str, float | None]:
-        parts = self._compute(number, frame=False)
-        merged = {k: v for part in parts for k, v in part.items()}
-        return {k: merged[k] for view in self.order for k in merged if k.startswith(f"{view}__")}
-
-    def on_block_frame(self, number: int) -> pl.DataFrame:
-        parts = self._compute(number, frame=True)
-        frame = parts[0]
-        for part in parts[1:]:
-            frame = frame.join(part, on="pool", how="full", coalesce=True)
-        columns = [c for view in self.order for c in frame.columns if c.startswith(f"{view}__")]
-        return frame.select("pool", *columns).sort("pool")
-
-    def refresh(self) -> None:
-        self._everywhere(("refresh",), self.main.refresh)
-
-    def _everywhere(self, message: tuple, own):
-        """Send `message` to the workers, call `own()` meanwhile, then read every worker's answer: also when
-        `own()` or a worker fails, so that no answer is left in a pipe for the next call to read."""
-        for worker in self.workers:  # the workers start first: this process's part overlaps theirs
-            worker.send(*message)
-        try:
-            result = own()
-            self._own_done = time.perf_counter()  # what follows is waiting for the workers
-        except BaseException:
-            for worker in self.workers:
-                try:
-                    worker.answer()
-                except ChainlakeError:
-                    pass
-            raise
-        answers, error = [], None
-        for worker in self.workers:
-            try:
-                answers.append(worker.answer())
-            except ChainlakeError as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-        return result, answers
-
-    def _compute(self, number: int, frame: bool) -> list:
-        started = time.perf_counter()
-        own = partial(self.main.on_block_frame if frame else self.main.on_block, number)
-        for _ in range(self.ATTEMPTS):
-            own_values, answers = self._everywhere(("block", number, frame), own)
-            timings = {**self.main.timings, "workers": time.perf_counter() - self._own_done}
-            if all(block_hash == self.main.block_hash(number) for _, block_hash, _ in answers):
-                self.worker_timings = answers[0][2] if answers else {}
-                timings["total"] = time.perf_counter() - started
-                self.timings = timings
-                return [own_values, *(values for values, _, _ in answers)]
-            self._everywhere(("resync",), self.main.resync)  # the processes saw different blocks: a reorg
-        raise ConfigError(f"the node's chain kept changing while block {number} was computed; call again")
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.close()
-        self.workers = []
-        if getattr(self, "main", None) is not None:
-            self.main.close()
-            self.main = None
-
-    def __enter__(self) -> ParallelOnlineFeatures:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def process_groups(registry: Registry, refs: Sequence[str]) -> list[list[str]]:
-    """`refs` in one or two groups for `ParallelOnlineFeatures`, each computed by a process of its own.
-
-    A block's transaction bodies and receipts are the costliest part of fetching and decoding it, and only
-    views reading a table decoded from them (dex_swaps: gas prices, senders) need them: those views form the
-    second group, the rest the first, which then fetches only headers and logs. A view's upstream views are
-    computed in the process of each view reading them. One group when either would be empty.
-    """
-    groups: tuple[list[str], list[str]] = ([], [])
-    for ref in refs:
-        (view,) = parse_refs([ref], registry)
-        _, raw = plan_tables(registry, registry.spans([view]))
-        groups["transactions" in raw].append(ref)
-    return [group for group in groups if group]
-
-
-class _Worker:
-    """A process computing `OnlineFeatures` of some refs on request (`_serve`), over a pipe."""
-
-    def __init__(self, lake_dir: str | Path, rpc_url: str, refs: list[str], pool: str | None,
-                 roots: list[str] | None):
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this one's threads
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, str(lake_dir), rpc_url, refs, pool, roots),
-                                       name="chainlake-online-worker", daemon=True)
-        self.process.start()
-        child.close()
-        try:
-            self.answer()  # ready, or the error that stopped it
-        except BaseException:
-            self.close()
-            raise
-
-    def send(self, *message) -> None:
-        try:
-            self.conn.send(message)
-        except OSError:
-            raise ConfigError("the online features worker process stopped unexpectedly") from None
-
-    def answer(self):
-        try:
-            kind, value = self.conn.recv()
-        except (EOFError, OSError):
-            raise ConfigError("the online features worker process stopped unexpectedly") from None
-        if kind == "error":
-            error, message = value
-            raise (NodeError if error == "node" else ConfigError)(message)
-        return value
-
-    def close(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        self.conn.close()
-
-
-def _serve(conn, lake_dir: str, rpc_url: str, refs: list[str], pool: str | None, roots: list[str] | None) -> None:
-    """The worker process: an `OnlineFeatures` answering ("block", number, frame), ("refresh",) and
-    ("resync",) until it receives None; each answer is ("ok", value) or ("error", exception)."""
-    try:
-        online = OnlineFeatures(lake_dir, rpc_url, refs, pool, load_registry(roots))
-    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
-        _send_error(conn, exc)
-        return
-    with online:
-        conn.send(("ok", None))
-        while (message := conn.recv()) is not None:
-            try:
-                if message[0] == "block":
-                    number, frame = message[1:]
-                    values = online.on_block_frame(number) if frame else online.on_block(number)
-                    conn.send(("ok", (values, online.block_hash(number), dict(online.timings))))
-                else:
-                    online.refresh() if message[0] == "refresh" else online.resync()
-                    conn.send(("ok", None))
-            except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
-                _send_error(conn, exc)
-
-
-def _send_error(conn, exc: Exception) -> None:
-    """An error as ("error", (kind, message)): exceptions do not all pickle (RpcError's constructor takes three
-    arguments), and the parent only needs to raise the same kind with the same message (`_Worker.answer`)."""
-    kind = "node" if isinstance(exc, NodeError) else "config" if isinstance(exc, ChainlakeError) else "other"
-    message = str(exc) if kind != "other" else f"online features worker: {type(exc).__name__}: {exc}"
-    conn.send(("error", (kind, message)))
-
 
 def as_lake(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     """`frame` with the columns and types of the lake's table `name`, as the lake gives it back (what
