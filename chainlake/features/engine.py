@@ -164,16 +164,22 @@ def _block_rows(frame: pl.DataFrame, event_time: str, block: int) -> pl.DataFram
 def _check_block_rows(view: FeatureView, frame: pl.DataFrame, block: int) -> pl.DataFrame:
     """`check_rows` on the rows of `block` only, the same checks and result, with Series operations only."""
     keys = list(view.keys)
-    frame = _block_rows(frame, view.event_time, block)
+    frame = _checked_keys(view, _block_rows(frame, view.event_time, block))
+    frame = frame[[*keys, *[c for c in frame.columns if c not in keys]]]
+    frame = frame.replace_column(1, frame.get_column(view.event_time).cast(pl.Int64))
+    return frame[frame.get_column(view.entity).arg_sort()] if frame.height > 1 else frame  # one block: by entity
+
+
+def _checked_keys(view: FeatureView, frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (one block's rows) once its keys are known non-null and unique."""
+    keys = list(view.keys)
     if any(frame.get_column(k).null_count() for k in keys):
         raise ConfigError(f"{view.where()}: null {view.entity!r} or {view.event_time!r} in the result")
     duplicated = int(frame[keys].is_duplicated().sum()) if frame.height > 1 else 0
     if duplicated:
         raise ConfigError(f"{view.where()}: {duplicated} rows share an ({view.entity}, {view.event_time}) key; "
                           "a view gives one row per entity per block")
-    frame = frame[[*keys, *[c for c in frame.columns if c not in keys]]]
-    frame = frame.replace_column(1, frame.get_column(view.event_time).cast(pl.Int64))
-    return frame[frame.get_column(view.entity).arg_sort()] if frame.height > 1 else frame  # one block: by entity
+    return frame
 
 
 def to_state(view: FeatureView, rows: pl.DataFrame) -> pl.DataFrame:
@@ -501,8 +507,8 @@ class LatestRows:
                     rows.exception()
             self._step_by_depth(inputs, block)
             raise
-        for name, rows in zip(plans, collected):
-            done[name] = check_rows(views[name], rows, block)
+        for name, rows in zip(plans, collected):  # already cut and ordered by `_new_rows`: keys left to check
+            done[name] = _checked_keys(views[name], rows)
         plans.clear()
         for name in late:
             done[name] = run_sql(name, window_of(name))
