@@ -20,9 +20,9 @@ FILL_BLOCKS = 16  # a base fee is carried to at most the 15 blocks after its own
 
 
 def gwei(wei: str) -> pl.Expr:
-    """A wei column in gwei, divided exactly (correctly rounded, as DuckDB and Python divide). polars' in-memory
-    engine divides a column by a scalar as a multiplication by the scalar's reciprocal, an ulp off at times
-    (30 gwei would read 30.000000000000004), and its streaming engine does not: the divisor is a column."""
+    """A wei column in gwei, divided exactly (correctly rounded, as DuckDB and Python divide). polars divides a
+    column by a scalar as a multiplication by the scalar's reciprocal, an ulp off at times (30 gwei would
+    read 30.000000000000004): the divisor here is a column."""
     value = pl.col(wei).cast(pl.Float64)
     return value / (value * 0.0 + 1e9)
 

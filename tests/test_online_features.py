@@ -21,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -44,7 +46,7 @@ from chainlake.features.engine import (
 )
 from chainlake.features.online import OnlineFeatures
 from chainlake.features.registry import Registry
-from chainlake.features.view import feature_view, polars_view
+from chainlake.features.view import FeatureView, feature_view, polars_view
 from chainlake.ingest import ingest
 from chainlake.rpc import RpcClient
 
@@ -206,11 +208,43 @@ def test_incremental_rows_name_a_view_failing_on_a_new_block():
     assert_frame_equal(latest.at(tables, before)["realized_vol_64"], rows["realized_vol_64"])
 
 
+def test_incremental_rows_through_sql_views_reading_polars_views():
+    """A SQL view reading a polars view runs after the one query; views reading such a view (polars -> SQL ->
+    polars, polars -> SQL -> SQL) are computed depth by depth. Block by block, both equal the full
+    computation, also with a DuckDB connection and an executor as the online engine has them."""
+    tables, _, _ = random_market(random.Random(5))
+    shipped = shipped_registry()
+    doubled = FeatureView(name="doubled_vol", entity="pool", event_time="block_number", description="d", owner="tests",
+                          history_blocks=1, reads=("feature_realized_vol_64",), source=Path("sql/doubled_vol.sql"),
+                          kind="sql", sql="SELECT pool, block_number, realized_vol_16 * 2 AS twice "
+                                          "FROM feature_realized_vol_64")
+    tripled = dataclasses.replace(doubled, name="tripled_vol", reads=("feature_doubled_vol",),
+                                  source=Path("sql/tripled_vol.sql"),
+                                  sql="SELECT pool, block_number, twice * 1.5 AS thrice FROM feature_doubled_vol")
+
+    @feature_view(entity="pool", owner="tests", history_blocks=1, description="reads a SQL view")
+    def vol_plus_one(feature_doubled_vol: pl.LazyFrame) -> pl.LazyFrame:
+        return feature_doubled_vol.select("pool", "block_number", (pl.col("twice") + 1).alias("plus_one"))
+
+    registry = Registry.from_views([*shipped.views.values(), doubled, tripled,
+                                    polars_view(Path("features/vol_plus_one.py"), vol_plus_one)])
+    for names in (["vol_plus_one", "tripled_vol", "mid_price"],  # depth by depth
+                  ["doubled_vol", "market_regime"]):  # one query, then the SQL view reading it
+        full = full_views(registry, dict(tables), names)
+        grid = full["mid_price"]["block_number"].unique().sort()
+        with duckdb.connect() as con, ThreadPoolExecutor(2) as executor:
+            for latest in (LatestRows(registry, names), LatestRows(registry, names, con, executor)):
+                for block in grid[-6:]:
+                    for name, rows in latest.at(tables, block).items():
+                        assert_same(rows, full[name].filter(pl.col("block_number") == block))
+
+
 # --- the window rule on random markets ----------------------------------------------------------------------
 
-def full_views(registry, tables):
+def full_views(registry, tables, names=SHIPPED):
+    """Every view of `names` (and the views they read) on all of `tables`, which gets their state as inputs."""
     out = {}
-    for view in registry.resolve(sorted(SHIPPED)):
+    for view in registry.resolve(sorted(names)):
         out[view.name] = compute_view(view, tables)
         tables[view.table] = out[view.name].lazy()
     return out

@@ -38,7 +38,13 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from chainlake.errors import ConfigError
-from chainlake.features.inputs import FEATURE_PREFIX, GRID, clip_all, resolve_inputs, window_inputs
+from chainlake.features.inputs import (
+    FEATURE_PREFIX,
+    GRID,
+    clip_all,
+    resolve_inputs,
+    window_inputs,
+)
 from chainlake.features.registry import Registry, load_registry
 from chainlake.features.view import FeatureView
 from chainlake.ingest.lake import write_parquet_atomic
@@ -457,16 +463,32 @@ class LatestRows:
         """Each view's row(s) at `block`, from its own history window; appended to the cache.
 
         Per-call overhead dominates on these windows, so every polars view is one lazy query and all are
-        collected in a single `collect_all`: a view reading another reads its cached rows followed by the
-        other's query for the new block, cut to that block's rows in the contract's order (`_new_rows`), so
-        the reader sees the rows `check_rows` would give it. SQL views run as statements, on the executor
-        (each on its own cursor) while the polars views are planned and collected; a SQL view reading a
-        polars view waits for the collect, a polars view reading a SQL view for the statement. When the
-        collect fails, the views are computed again depth by depth (`_step_by_depth`), whose errors name
-        the view and the broken contract.
+        collected in a single `collect_all` (`_fused_rows`). A view reading another reads its cached rows
+        followed by the other's query for the new block, cut to that block's rows in the contract's order
+        (`_new_rows`), so the reader sees the rows `check_rows` would give it (views are deterministic: the
+        offline and online values could not agree otherwise). SQL views run as statements, on the executor
+        (each on its own cursor) while the polars views are planned and collected.
+
+        `_step_by_depth` is the reference way, one depth at a time, each polars view collected and checked on
+        its own: it computes the block when the fused query cannot (a view reading a SQL view that reads a
+        polars view), and names the view and the broken contract when the fused query fails.
         """
         inputs = _with_grid(self.registry, {n: self.history[n] for n in self.spans}, tables, block, self.engine)
+        new = self._fused_rows(inputs, block)
+        if new is None:
+            self._step_by_depth(inputs, block)
+            return
+        self.rows = {name: append_rows(self.rows[name], new[name]) for name in self.spans}
+        self.head = block
+
+    def _fused_rows(self, inputs: Mapping[str, pl.LazyFrame], block: int) -> dict[str, pl.DataFrame] | None:
+        """Every view's new rows with all polars views in one `collect_all`; None when that cannot be done or
+        fails (the caller then computes the block depth by depth, which raises the error a view deserves)."""
         views = {name: self.registry.views[name] for name in self.spans}  # dependency order
+        late = [n for n, v in views.items() if v.kind == "sql"  # SQL views reading a polars view: collect first
+                and any(u.kind != "sql" for u in self.registry.upstream(v))]
+        if any(u.name in late for v in views.values() for u in self.registry.upstream(v)):
+            return None  # a view reading such a view would need a second collect
         done: dict[str, pl.DataFrame | Future] = {}  # new rows of SQL views (or their future)
         plans: dict[str, pl.LazyFrame] = {}  # new-row queries of polars views, not collected yet
 
@@ -489,36 +511,33 @@ class LatestRows:
                 if cursor is not None and cursor is not self.con:
                     cursor.close()
 
-        late = []  # SQL views reading a polars view: after the collect
-        for name, view in views.items():
-            if view.kind != "sql":
-                plans[name] = _new_rows(view, _polars_plan(view, window_of(name)), block)
-            elif any(u.name in plans for u in self.registry.upstream(view)):
-                late.append(name)
-            elif self.executor is not None:
-                done[name] = self.executor.submit(run_sql, name, window_of(name))
-            else:
-                done[name] = run_sql(name, window_of(name))
         try:
+            for name, view in views.items():
+                if view.kind != "sql":
+                    plan = _polars_plan(view, window_of(name))
+                    if not isinstance(plan, (pl.LazyFrame, pl.DataFrame)):
+                        return None
+                    plans[name] = _new_rows(view, plan, block)
+                elif name not in late:
+                    done[name] = (self.executor.submit(run_sql, name, window_of(name)) if self.executor is not None
+                                  else run_sql(name, window_of(name)))
             collected = pl.collect_all(list(plans.values()), engine=self.engine) if plans else []
         except pl.exceptions.PolarsError:
-            for rows in done.values():  # let the statements finish before computing again
+            return None
+        finally:
+            for rows in done.values():  # no statement left running (its error, if any, is raised below)
                 if isinstance(rows, Future):
                     rows.exception()
-            self._step_by_depth(inputs, block)
-            raise
         for name, rows in zip(plans, collected):  # already cut and ordered by `_new_rows`: keys left to check
             done[name] = _checked_keys(views[name], rows)
         plans.clear()
         for name in late:
             done[name] = run_sql(name, window_of(name))
-        self.rows = {name: append_rows(self.rows[name], rows.result() if isinstance(rows, Future) else rows)
-                     for name, rows in ((n, done[n]) for n in views)}
-        self.head = block
+        return {name: rows.result() if isinstance(rows, Future) else rows for name, rows in done.items()}
 
     def _step_by_depth(self, inputs: Mapping[str, pl.LazyFrame], block: int) -> None:
-        """`_step` one depth at a time, each polars view collected and checked on its own rows: what names a
-        view whose query fails or whose result breaks the contract (raises; else `_step`'s error stands)."""
+        """`_step` one depth at a time, each polars view collected and checked on its own rows (see `_step`).
+        A view waits only for the views it reads."""
         futures: dict[str, Future] = {}
 
         def window_of(name: str) -> dict[str, pl.LazyFrame]:
@@ -546,16 +565,14 @@ class LatestRows:
             depth[name] = 1 + max((depth[u.name] for u in self.registry.upstream(self.registry.views[name])),
                                   default=-1)
         order = sorted(self.spans, key=depth.get)  # stable: dependency order within a depth
-        for name in order:
-            if self.registry.views[name].kind == "sql":
-                if self.executor is not None:
-                    futures[name] = self.executor.submit(run_sql, name)
-                else:
-                    futures[name] = Future()
         for level in sorted(set(depth.values())):
-            for name in order:  # without an executor, the SQL views of this depth run here, in order
-                if (depth[name] == level and self.executor is None and self.registry.views[name].kind == "sql"):
-                    futures[name].set_result(run_sql(name))
+            for name in order:  # the SQL views of this depth: on the executor, else here, in order
+                if depth[name] == level and self.registry.views[name].kind == "sql":
+                    if self.executor is not None:  # the views it reads all have a future by now
+                        futures[name] = self.executor.submit(run_sql, name)
+                    else:
+                        futures[name] = Future()
+                        futures[name].set_result(run_sql(name))
             names = [n for n in order if depth[n] == level and self.registry.views[n].kind != "sql"]
             if not names:
                 continue
@@ -563,6 +580,10 @@ class LatestRows:
             for name, (view, _), out in zip(names, plans, _collect_polars(plans, self.engine)):
                 futures[name] = Future()
                 futures[name].set_result(check_rows(view, out, block))
+        new = {name: futures[name].result() for name in self.spans}
+        self.rows = {name: extended.get(name) if name in extended else append_rows(self.rows[name], new[name])
+                     for name in self.spans}
+        self.head = block
 
     def maintain(self) -> None:
         """Cut the cache back if it is due: work for the time between blocks (`OnlineFeatures.refresh`), which
