@@ -23,9 +23,12 @@ about what it costs on one row), so the per-block path does each step once:
   (`refresh`) when the caller has that time (a longer window gives the same rows, since every view is
   computed on its own span of it);
 - **features**: each view's new row from its own history (`LatestRows`, rows of earlier blocks cached; a
-  reorg drops those from the fork on); the `pool_blocks` grid is built once per block; views that do not read each other run at
-  once on a small thread pool, SQL views on cursors of one DuckDB connection kept for the engine's
-  lifetime.
+  reorg drops those from the fork on); the `pool_blocks` grid is built once per block; every polars view
+  of the block is one lazy query and all are collected in one call, with polars' in-memory engine; SQL
+  views run meanwhile on a small thread pool, on cursors of one DuckDB connection kept for the engine's
+  lifetime (DuckDB's fixed cost per statement, ~5-10 ms here, is why the decision path's views are polars);
+- **between blocks** (`refresh`, for a caller with idle time): the window and the cached rows are cut back,
+  and the lake's mempool tables read again when they changed.
 
 With `pool=...`, a pool's own event tables (`POOL_TABLES`: its reserves, swaps, liquidity events,
 sandwiches) hold only that pool's rows, hence the grid too: a view's row of pool P reads only P's rows of
