@@ -81,7 +81,8 @@ def _run_sql(view: FeatureView, tables: Mapping[str, pl.LazyFrame],
     own = con is None
     con = duckdb.connect() if own else con
     try:
-        frames = pl.collect_all([tables[name] for name in view.reads], engine=engine)  # one call: each costs its planning
+        # one call: each collect costs its planning
+        frames = pl.collect_all([tables[name] for name in view.reads], engine=engine)
         for name, frame in zip(view.reads, frames):  # one chunk: DuckDB's Arrow scan pays per record batch
             con.register(name, frame.rechunk().to_arrow())
         if own:  # a relation: its Arrow output is not copied (full builds return many rows)
@@ -333,7 +334,8 @@ def _with_grid(registry: Registry, spans: Mapping[str, int], tables: Mapping[str
     inputs = dict(tables)
     gridded = [spans[name] for name in spans if GRID in registry.views[name].reads]
     if gridded and GRID not in inputs:  # built once, at the widest span: a narrower one is its cut
-        inputs[GRID] = window_inputs([GRID], inputs, block - max(gridded) + 1, block)[GRID].collect(engine=engine).lazy()
+        grid = window_inputs([GRID], inputs, block - max(gridded) + 1, block)[GRID]
+        inputs[GRID] = grid.collect(engine=engine).lazy()
     return inputs
 
 
@@ -503,13 +505,8 @@ class LatestRows:
                       for u in self.registry.upstream(views[name])}
             return window_inputs(views[name].reads, {**inputs, **cached}, block - self.history[name] + 1, block)
 
-        def run_sql(name: str, window: Mapping[str, pl.LazyFrame]) -> pl.DataFrame:
-            cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
-            try:
-                return compute_view(views[name], window, cursor, block, self.engine)
-            finally:
-                if cursor is not None and cursor is not self.con:
-                    cursor.close()
+        def run_sql(name: str) -> pl.DataFrame:
+            return self._sql_rows(views[name], window_of(name), block)
 
         try:
             for name, view in views.items():
@@ -519,8 +516,7 @@ class LatestRows:
                         return None
                     plans[name] = _new_rows(view, plan, block)
                 elif name not in late:
-                    done[name] = (self.executor.submit(run_sql, name, window_of(name)) if self.executor is not None
-                                  else run_sql(name, window_of(name)))
+                    done[name] = self.executor.submit(run_sql, name) if self.executor is not None else run_sql(name)
             collected = pl.collect_all(list(plans.values()), engine=self.engine) if plans else []
         except pl.exceptions.PolarsError:
             return None
@@ -532,7 +528,7 @@ class LatestRows:
             done[name] = _checked_keys(views[name], rows)
         plans.clear()
         for name in late:
-            done[name] = run_sql(name, window_of(name))
+            done[name] = run_sql(name)
         return {name: rows.result() if isinstance(rows, Future) else rows for name, rows in done.items()}
 
     def _step_by_depth(self, inputs: Mapping[str, pl.LazyFrame], block: int) -> None:
@@ -553,12 +549,7 @@ class LatestRows:
         extended: dict[str, pl.DataFrame] = {}
 
         def run_sql(name: str) -> pl.DataFrame:
-            cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
-            try:
-                return compute_view(self.registry.views[name], window_of(name), cursor, block, self.engine)
-            finally:
-                if cursor is not None and cursor is not self.con:
-                    cursor.close()
+            return self._sql_rows(self.registry.views[name], window_of(name), block)
 
         depth: dict[str, int] = {}
         for name in self.spans:  # dependency order: a view's upstream views are seen before it
@@ -584,6 +575,15 @@ class LatestRows:
         self.rows = {name: extended.get(name) if name in extended else append_rows(self.rows[name], new[name])
                      for name in self.spans}
         self.head = block
+
+    def _sql_rows(self, view: FeatureView, window: Mapping[str, pl.LazyFrame], block: int) -> pl.DataFrame:
+        """A SQL view's new rows, on a cursor of its own when views run on the executor at once."""
+        cursor = self.con.cursor() if self.con is not None and self.executor is not None else self.con
+        try:
+            return compute_view(view, window, cursor, block, self.engine)
+        finally:
+            if cursor is not None and cursor is not self.con:
+                cursor.close()
 
     def maintain(self) -> None:
         """Cut the cache back if it is due: work for the time between blocks (`OnlineFeatures.refresh`), which

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -130,7 +130,22 @@ class OnlineFeatures:
     # -- set-up ----------------------------------------------------------------------------------------
     def _plan(self) -> tuple[list[str], list[str]]:
         """(lake tables kept in the hot window, raw datasets fetched per block)."""
-        return plan_tables(self.registry, self.spans)
+        views = [self.registry.views[name] for name in self.spans]
+        others = [v.where() for v in views if v.entity != "pool"]
+        if others:
+            raise ConfigError(f"online features serve views keyed by pool; {', '.join(others)} is not")
+        reads = {r for v in views for r in v.reads if not r.startswith(FEATURE_PREFIX)}
+        if GRID in reads:
+            reads |= {"pool_reserves", "blocks"}
+        reads = (reads - {GRID}) | {"blocks"}  # blocks: the hashes that reveal a reorg
+        unsupported = sorted(r for r in reads - LAKE_READ if r not in FETCHED and r not in DECODED_TABLES)
+        if unsupported:
+            raise ConfigError(f"online features cannot follow table(s) {', '.join(unsupported)} block by block "
+                              f"(only {', '.join(FETCHED)}, the decoded tables and the lake's mempool and metadata)")
+        hot = sorted(reads - LAKE_READ)
+        raw = {"blocks"} | {r for r in hot if r in FETCHED}
+        raw |= {d for r in hot if r in DECODED_TABLES for d in DECODED_TABLES[r].reads}
+        return hot, sorted(raw, key=FETCHED.index)
 
     def _context(self) -> Context:
         chain_id, head = self.client.probe()
@@ -154,8 +169,8 @@ class OnlineFeatures:
         lake's newest block once, the result unused (the decoders' first call builds their cached expressions
         and metadata indexes, ~50 ms on the devnet), and compute every view at the window's head (its whole
         span: `LatestRows` then steps block by block from there)."""
-        self._decode({name: scan_lake_table(self.lake_dir, name).filter(pl.col("block_number") == self.head).collect()
-                      for name in self.raw})
+        newest = pl.col("block_number") == self.head
+        self._decode({name: scan_lake_table(self.lake_dir, name).filter(newest).collect() for name in self.raw})
         self.latest.at(self._inputs(self.head), self.head)
 
     def _own_pool(self, name: str, frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame | pl.DataFrame:
@@ -405,27 +420,6 @@ def as_lake(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 @cache
 def _polars_schema(name: str) -> pl.Schema:
     return pl.from_arrow(LAKE_SCHEMAS[name].empty_table()).schema
-
-
-def plan_tables(registry: Registry, names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(lake tables kept in the hot window, raw datasets fetched per block) of the views `names` (upstream
-    views included)."""
-    views = [registry.views[name] for name in names]
-    others = [v.where() for v in views if v.entity != "pool"]
-    if others:
-        raise ConfigError(f"online features serve views keyed by pool; {', '.join(others)} is not")
-    reads = {r for v in views for r in v.reads if not r.startswith(FEATURE_PREFIX)}
-    if GRID in reads:
-        reads |= {"pool_reserves", "blocks"}
-    reads = (reads - {GRID}) | {"blocks"}  # blocks: the hashes that reveal a reorg
-    unsupported = sorted(r for r in reads - LAKE_READ if r not in FETCHED and r not in DECODED_TABLES)
-    if unsupported:
-        raise ConfigError(f"online features cannot follow table(s) {', '.join(unsupported)} block by block "
-                          f"(only {', '.join(FETCHED)}, the decoded tables and the lake's mempool and metadata)")
-    hot = sorted(reads - LAKE_READ)
-    raw = {"blocks"} | {r for r in hot if r in FETCHED}
-    raw |= {d for r in hot if r in DECODED_TABLES for d in DECODED_TABLES[r].reads}
-    return hot, sorted(raw, key=FETCHED.index)
 
 
 def _frame(results: list, dtype: pl.DataType) -> pl.DataFrame:
